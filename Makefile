@@ -1,0 +1,57 @@
+# Two commands on a fresh machine: `make run` and `make test`. Each installs what it needs
+# (uv via pip, Python deps with uv, the dev chain's npm packages, Debian packages for tests)
+# and is fast the second time: stamps skip work whose inputs did not change.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+# Debian packages the test suite starts for real (PostgreSQL for the ledger tests).
+TEST_DEBS := postgresql
+
+.PHONY: run test lint typecheck setup deps-python deps-node deps-system devnet-down clean
+
+run: setup
+	$(BIN)/dexpilot demo --seconds $(or $(SECONDS),5)
+
+test: setup deps-system lint typecheck
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+setup: deps-python deps-node
+
+deps-python: $(VENV)/.synced
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+deps-node: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps-system:
+	@missing=""; for p in $(TEST_DEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+devnet-down: setup
+	$(BIN)/dexpilot devnet down
+
+clean: devnet-down
+	rm -rf .devnet

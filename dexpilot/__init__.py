@@ -1,0 +1,1 @@
+"""dexpilot: automated DEX trading on EVM chains."""

@@ -1,0 +1,1 @@
+"""Chain access: the RPC client, batched reads, the dev chain."""

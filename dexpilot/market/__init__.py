@@ -1,0 +1,1 @@
+"""Market state: pools, snapshots, candles, price feeds."""

@@ -1,0 +1,108 @@
+"""Pools and their on-chain state, as read in one snapshot.
+
+A pool is identified by its address and venue; its state is whatever the chain said at one
+block. Prices computed here are floats for analysis and display only: swap amounts are computed
+from the integer state by the venue math, never from these prices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from dexpilot.money import Token
+
+Q96 = 2**96
+
+
+class PoolKind(StrEnum):
+    V2 = "v2"
+    V3 = "v3"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRef:
+    """Where a pool is and what it trades. ``fee_ppm`` is the LP fee in millionths (3000 = 0.3 %)."""
+
+    venue: str
+    kind: PoolKind
+    address: str
+    token0: Token
+    token1: Token
+    fee_ppm: int
+
+    @property
+    def pair(self) -> str:
+        return f"{self.token0.symbol}/{self.token1.symbol}"
+
+    def other(self, token: Token) -> Token:
+        if token == self.token0:
+            return self.token1
+        if token == self.token1:
+            return self.token0
+        raise ValueError(f"{token.symbol} is not in pool {self.pair} on {self.venue}")
+
+
+@dataclass(frozen=True, slots=True)
+class V2State:
+    reserve0: int
+    reserve1: int
+
+
+@dataclass(frozen=True, slots=True)
+class V3State:
+    sqrt_price_x96: int
+    tick: int
+    liquidity: int
+
+
+PoolState = V2State | V3State
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSnapshot:
+    pool: PoolRef
+    state: PoolState
+    block_number: int
+
+    def price(self) -> float:
+        """Price of token0 in token1, decimals applied (e.g. USDC per WETH for WETH/USDC)."""
+        raw = raw_price(self.state)
+        return raw * 10 ** (self.pool.token0.decimals - self.pool.token1.decimals)
+
+    def price_of(self, base: Token) -> float:
+        """Price of ``base`` in the pool's other token, decimals applied."""
+        p = self.price()
+        if base == self.pool.token0:
+            return p
+        if base == self.pool.token1:
+            return 1.0 / p if p else float("inf")
+        raise ValueError(f"{base.symbol} is not in pool {self.pool.pair}")
+
+
+def raw_price(state: PoolState) -> float:
+    """token1 raw units per token0 raw unit."""
+    if isinstance(state, V2State):
+        return state.reserve1 / state.reserve0 if state.reserve0 else 0.0
+    return (state.sqrt_price_x96 / Q96) ** 2
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSnapshot:
+    """Everything read from the chain in one batched call, all at ``block_number``."""
+
+    block_number: int
+    block_timestamp: int
+    chain_id: int
+    pools: tuple[PoolSnapshot, ...]
+    token_balances: dict[tuple[str, str], int] = field(default_factory=dict)
+    native_balances: dict[str, int] = field(default_factory=dict)
+
+    def pool(self, address: str) -> PoolSnapshot:
+        for snap in self.pools:
+            if snap.pool.address == address:
+                return snap
+        raise KeyError(address)
+
+    def balance(self, wallet: str, token: Token) -> int:
+        return self.token_balances[(wallet, token.address)]
