@@ -44,7 +44,7 @@ class TokenAmount:
 
 
 def to_raw(text: str | int | Decimal, decimals: int) -> int:
-    """Exact decimal -> raw integer units. "0.1" with 6 decimals is 100000; "0.0000001" is refused."""
+    """Exact decimal -> raw units: "0.1" at 6 decimals is 100000; "0.0000001" is refused."""
     try:
         value = Decimal(str(text).strip())
     except InvalidOperation as exc:

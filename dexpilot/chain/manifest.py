@@ -48,7 +48,8 @@ class DevnetManifest(BaseModel):
     def read(cls, path: Path) -> DevnetManifest:
         if not path.exists():
             raise ConfigError(
-                f"dev chain manifest {path} not found: start the dev chain with `dexpilot devnet up`"
+                f"dev chain manifest {path} not found: "
+                "start the dev chain with `dexpilot devnet up`"
             )
         try:
             return cls.model_validate(json.loads(path.read_text()))

@@ -82,7 +82,7 @@ class RpcClient:
         if not isinstance(answer, list) or len(answer) != len(payload):
             raise ApiError(f"{self.url}: batch of {len(payload)} got a malformed answer")
         by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
-        return [_result(by_id.get(req["id"], {}), req["method"], self.url) for req in payload]
+        return [_result(by_id.get(req["id"], {}), str(req["method"]), self.url) for req in payload]
 
     def chain_id(self) -> int:
         return int(self.request("eth_chainId"), 16)

@@ -22,7 +22,7 @@ class PoolKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PoolRef:
-    """Where a pool is and what it trades. ``fee_ppm`` is the LP fee in millionths (3000 = 0.3 %)."""
+    """Where a pool is and what it trades; ``fee_ppm`` is the LP fee in millionths."""
 
     venue: str
     kind: PoolKind
@@ -68,7 +68,7 @@ class PoolSnapshot:
     def price(self) -> float:
         """Price of token0 in token1, decimals applied (e.g. USDC per WETH for WETH/USDC)."""
         raw = raw_price(self.state)
-        return raw * 10 ** (self.pool.token0.decimals - self.pool.token1.decimals)
+        return raw * 10.0 ** (self.pool.token0.decimals - self.pool.token1.decimals)
 
     def price_of(self, base: Token) -> float:
         """Price of ``base`` in the pool's other token, decimals applied."""
@@ -84,7 +84,7 @@ def raw_price(state: PoolState) -> float:
     """token1 raw units per token0 raw unit."""
     if isinstance(state, V2State):
         return state.reserve1 / state.reserve0 if state.reserve0 else 0.0
-    return (state.sqrt_price_x96 / Q96) ** 2
+    return float((state.sqrt_price_x96 / Q96) ** 2)
 
 
 @dataclass(frozen=True, slots=True)

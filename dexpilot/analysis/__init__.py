@@ -1,0 +1,1 @@
+"""The analyzer: market data in, signals out."""

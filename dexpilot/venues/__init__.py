@@ -1,0 +1,1 @@
+"""Venues: one interface, many DEXes."""
