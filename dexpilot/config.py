@@ -3,35 +3,105 @@
 These models are the contract between the settings files in ``settings/`` (plus ``.env`` and,
 for dev/test, the dev chain manifest) and the core. Every validator names the field and says
 why a value is refused, so an operator can fix a file without reading code. Amounts are raw
-integer units of the quote token; the hot-wallet key is never part of this model.
+integer units of the quote token; the hot-wallet key is never part of this model: it is a
+``HotWalletKey`` resolved at run time (``settings.secrets.resolve_hot_wallet_key``).
+
+Validators that check several fields at once raise ``FieldError(field, reason)``; the field is
+relative to the model being validated, so ``settings`` can report the full path
+(``risk.max_trade_quote: ...``) from pydantic's location of the error.
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from eth_utils import is_address, is_checksum_address
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from eth_utils.address import is_address, is_checksum_address, to_checksum_address
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from dexpilot.errors import ConfigError
 from dexpilot.market.pools import PoolKind, PoolRef
 from dexpilot.money import Token
 
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
 ENVIRONMENTS = ("dev", "test", "prod")
+
+_HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+_ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_HTTP_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$")
+
+
+class FieldError(ValueError):
+    """A refused value, with the field (relative to the model that raised it) and the reason."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
 
 
 def _checksummed(value: str) -> str:
     if not isinstance(value, str) or not is_address(value):
-        raise ValueError(f"{value!r} is not an Ethereum address (0x followed by 40 hex digits)")
+        shown = value if isinstance(value, str) and len(value) <= 50 else type(value).__name__
+        raise ValueError(f"{shown!r} is not an Ethereum address (0x followed by 40 hex digits)")
     if not is_checksum_address(value):
         raise ValueError(
-            f"{value!r} is not EIP-55 checksummed; write it with its checksum capitalisation"
+            f"{value!r} is not EIP-55 checksummed; write it as {to_checksum_address(value)}"
+        )
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not _HTTP_URL.match(value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+def _split_urls(value: Any) -> Any:
+    # One environment variable can hold several endpoints: "https://a,https://b".
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _empty_to_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _env_var_name(value: str) -> str:
+    if _HEX_KEY.match(value):
+        # Never echo it: it looks like a private key pasted in the wrong place.
+        raise ValueError(
+            "looks like a private key, not an environment variable name: never put the key "
+            "in a settings file; name the variable that holds it"
+        )
+    if not _ENV_VAR_NAME.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+def _block_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if _HEX_KEY.match(value):
+        raise ValueError(
+            "looks like a private key, not a Secret block name: never put the key in a settings "
+            "file; name the Prefect Secret block that holds it"
+        )
+    if not _BLOCK_NAME.match(value):
+        raise ValueError(
+            f"{value!r} is not a Prefect block name (lowercase letters, digits and dashes)"
         )
     return value
 
 
 Address = Annotated[str, AfterValidator(_checksummed)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Bps = Annotated[int, Field(ge=0, le=10_000)]
 
@@ -42,16 +112,22 @@ class _Model(BaseModel):
 
 class ChainConfig(_Model):
     chain_id: int = Field(gt=0)
-    rpc_urls: list[str] = Field(min_length=1)
+    rpc_urls: Annotated[list[HttpUrl], BeforeValidator(_split_urls)] = Field(
+        min_length=1, description="RPC endpoints in failover order (a comma-separated string works)"
+    )
     multicall: Address
     weth: str = Field(description="symbol of the wrapped native token")
     rpc_timeout_s: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _urls(self) -> ChainConfig:
-        for url in self.rpc_urls:
-            if not re.match(r"^https?://[^\s]+$", url):
-                raise ValueError(f"rpc_urls: {url!r} is not an http(s) URL")
+        seen: set[str] = set()
+        for i, url in enumerate(self.rpc_urls):
+            if url in seen:
+                raise FieldError(
+                    f"rpc_urls[{i}]", "duplicate endpoint (failover needs distinct URLs)"
+                )
+            seen.add(url)
         return self
 
 
@@ -90,9 +166,13 @@ class VenueConfig(_Model):
             VenueKind.UNISWAP_V3: ("factory", "router", "quoter"),
             VenueKind.ZEROEX: ("api_url",),
         }
-        missing = [f for f in needed[self.kind] if getattr(self, f) is None]
-        if missing:
-            raise ValueError(f"venue {self.name!r} ({self.kind.value}) needs {', '.join(missing)}")
+        for field in needed[self.kind]:
+            if getattr(self, field) is None:
+                raise FieldError(
+                    field, f"venue {self.name!r} ({self.kind.value}) needs {field}"
+                )
+        if self.api_url is not None and not _HTTP_URL.match(self.api_url):
+            raise FieldError("api_url", f"{self.api_url!r} is not an http(s) URL")
         return self
 
 
@@ -104,19 +184,33 @@ class PoolConfig(_Model):
     token1: str
     fee_ppm: int = Field(ge=0, lt=1_000_000)
 
+    @model_validator(mode="after")
+    def _two_tokens(self) -> PoolConfig:
+        if self.token0 == self.token1:
+            raise FieldError(
+                "token1", f"a pool needs two different tokens, got {self.token0!r} twice"
+            )
+        return self
+
 
 class WalletsConfig(_Model):
     hot: Address = Field(description="wallet A: trades; its key is a secret")
     cold: Address = Field(description="wallet B: receives profit; an address only")
-    hot_key_env: str = "DEXPILOT_HOT_WALLET_KEY"
-    hot_key_secret_block: str | None = Field(
+    hot_key_env: Annotated[str, AfterValidator(_env_var_name)] = Field(
+        default="DEXPILOT_HOT_WALLET_KEY",
+        description="environment variable (or .env entry) holding the hot-wallet key",
+    )
+    hot_key_secret_block: Annotated[str | None, AfterValidator(_block_name)] = Field(
         default=None, description="name of a Prefect Secret block holding the hot-wallet key"
     )
 
     @model_validator(mode="after")
     def _distinct(self) -> WalletsConfig:
+        for field in ("hot", "cold"):
+            if int(getattr(self, field), 16) == 0:
+                raise FieldError(field, "is the zero address (a placeholder?): set the real one")
         if self.hot == self.cold:
-            raise ValueError("wallets: hot (A) and cold (B) must be different addresses")
+            raise FieldError("cold", "hot (A) and cold (B) must be different addresses")
         return self
 
 
@@ -147,12 +241,17 @@ class RiskLimits(_Model):
         ]
         for small, large in pairs:
             if getattr(self, small) > getattr(self, large):
-                raise ValueError(
-                    f"risk: {small} ({getattr(self, small)}) exceeds {large} "
-                    f"({getattr(self, large)})"
+                raise FieldError(
+                    small,
+                    f"{getattr(self, small)} exceeds {large} ({getattr(self, large)}); "
+                    f"{small} must be <= {large}",
                 )
         if self.max_slippage_bps == 0:
-            raise ValueError("risk: max_slippage_bps must be > 0 (a zero bound makes every swap fail)")
+            raise FieldError(
+                "max_slippage_bps", "must be > 0 (a zero bound makes every swap fail)"
+            )
+        if len(set(self.token_allowlist)) != len(self.token_allowlist):
+            raise FieldError("token_allowlist", f"duplicate symbols in {self.token_allowlist}")
         return self
 
 
@@ -170,13 +269,17 @@ class LedgerConfig(_Model):
     @model_validator(mode="after")
     def _scheme(self) -> LedgerConfig:
         if not re.match(r"^(sqlite|postgresql(\+psycopg)?)://", self.url):
-            raise ValueError(f"ledger.url: {self.url!r} must start with sqlite:// or postgresql://")
+            raise FieldError(
+                "url", f"{redact_url(self.url)!r} must start with sqlite:// or postgresql://"
+            )
         return self
 
 
 class MetricsConfig(_Model):
-    pushgateway_url: str | None = None
-    listen_port: int | None = Field(default=None, ge=1, le=65535)
+    pushgateway_url: Annotated[HttpUrl | None, BeforeValidator(_empty_to_none)] = None
+    listen_port: Annotated[int | None, BeforeValidator(_empty_to_none)] = Field(
+        default=None, ge=1, le=65535
+    )
 
 
 class AppConfig(_Model):
@@ -196,24 +299,51 @@ class AppConfig(_Model):
     @model_validator(mode="after")
     def _references(self) -> AppConfig:
         symbols = [t.symbol for t in self.tokens]
-        if len(set(symbols)) != len(symbols):
-            raise ValueError(f"tokens: duplicate symbols in {symbols}")
-        venue_names = {v.name for v in self.venues}
+        known = ", ".join(symbols)
+        for i, sym in enumerate(symbols):
+            if sym in symbols[:i]:
+                raise FieldError(f"tokens[{i}].symbol", f"duplicate symbol {sym!r}")
+        addresses = [t.address for t in self.tokens]
+        for i, addr in enumerate(addresses):
+            if addr in addresses[:i]:
+                raise FieldError(f"tokens[{i}].address", f"{addr} is already another token")
+        venue_names = [v.name for v in self.venues]
+        for i, name in enumerate(venue_names):
+            if name in venue_names[:i]:
+                raise FieldError(f"venues[{i}].name", f"duplicate venue name {name!r}")
         if self.chain.weth not in symbols:
-            raise ValueError(f"chain.weth: {self.chain.weth!r} is not a configured token")
-        if self.strategy.quote_token not in symbols:
-            raise ValueError(
-                f"strategy.quote_token: {self.strategy.quote_token!r} is not a configured token"
+            raise FieldError(
+                "chain.weth", f"{self.chain.weth!r} is not a configured token ({known})"
             )
-        for sym in self.risk.token_allowlist:
+        if self.strategy.quote_token not in symbols:
+            raise FieldError(
+                "strategy.quote_token",
+                f"{self.strategy.quote_token!r} is not a configured token ({known})",
+            )
+        for i, sym in enumerate(self.risk.token_allowlist):
             if sym not in symbols:
-                raise ValueError(f"risk.token_allowlist: {sym!r} is not a configured token")
+                raise FieldError(
+                    f"risk.token_allowlist[{i}]", f"{sym!r} is not a configured token ({known})"
+                )
+        venue_kinds = {v.name: v.kind for v in self.venues}
+        pool_kind_for = {PoolKind.V2: VenueKind.UNISWAP_V2, PoolKind.V3: VenueKind.UNISWAP_V3}
         for i, pool in enumerate(self.pools):
-            if pool.venue not in venue_names:
-                raise ValueError(f"pools[{i}].venue: unknown venue {pool.venue!r}")
+            if pool.venue not in venue_kinds:
+                raise FieldError(
+                    f"pools[{i}].venue",
+                    f"unknown venue {pool.venue!r} (configured: {', '.join(venue_names)})",
+                )
             for side in ("token0", "token1"):
                 if getattr(pool, side) not in symbols:
-                    raise ValueError(f"pools[{i}].{side}: unknown token {getattr(pool, side)!r}")
+                    raise FieldError(
+                        f"pools[{i}].{side}", f"unknown token {getattr(pool, side)!r} ({known})"
+                    )
+            if venue_kinds[pool.venue] != pool_kind_for[pool.kind]:
+                raise FieldError(
+                    f"pools[{i}].kind",
+                    f"a {pool.kind.value} pool cannot be on venue {pool.venue!r} "
+                    f"({venue_kinds[pool.venue].value})",
+                )
         return self
 
     def token(self, symbol: str) -> Token:
@@ -224,6 +354,90 @@ class AppConfig(_Model):
 
     def pool_refs(self) -> list[PoolRef]:
         return [
-            PoolRef(p.venue, p.kind, p.address, self.token(p.token0), self.token(p.token1), p.fee_ppm)
+            PoolRef(
+                p.venue, p.kind, p.address, self.token(p.token0), self.token(p.token1), p.fee_ppm
+            )
             for p in self.pools
         ]
+
+
+def redact_url(url: str) -> str:
+    """A URL fit to show: no password (``user:***@``), no path or query (API keys live there)."""
+    m = re.match(r"^(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<auth>[^@/]*@)?(?P<host>[^/?#]*)(?P<rest>.*)$",
+                 url)
+    if not m:
+        return "<unparseable URL>"
+    auth = m.group("auth") or ""
+    if ":" in auth:
+        auth = auth.split(":", 1)[0] + ":***@"
+    rest = m.group("rest")
+    if m.group("scheme").startswith("sqlite"):
+        return url  # a file path, no credentials
+    shown_rest = "/***" if rest not in ("", "/") else rest
+    return f"{m.group('scheme')}{auth}{m.group('host')}{shown_rest}"
+
+
+class HotWalletKey:
+    """The hot-wallet (wallet A) private key, masked in ``repr``/``str``, with its address.
+
+    Build it with ``parse_hot_wallet_key``; read the raw key only where a transaction is signed
+    (``get_secret_value()`` or ``account()``). Never pass it as a flow or task parameter: Prefect
+    stores parameters; resolve it inside the task that signs.
+    """
+
+    __slots__ = ("_key", "address", "source")
+
+    def __init__(self, key: str, *, address: str, source: str) -> None:
+        self._key = key
+        self.address = address
+        self.source = source
+
+    def get_secret_value(self) -> str:
+        return self._key
+
+    def account(self) -> LocalAccount:
+        from eth_account import Account
+
+        account: LocalAccount = Account.from_key(self._key)
+        return account
+
+    def __repr__(self) -> str:
+        return f"HotWalletKey(address={self.address!r}, source={self.source!r}, key='**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HotWalletKey) and hmac.compare_digest(other._key, self._key)
+
+    def __hash__(self) -> int:
+        return hash(self.address)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("HotWalletKey cannot be pickled: resolve the key where it is used")
+
+
+def parse_hot_wallet_key(raw: str, *, expected_address: str, source: str) -> HotWalletKey:
+    """Check that ``raw`` is a 32-byte hex private key whose address is ``expected_address``.
+
+    Error messages name ``source`` (e.g. "environment variable DEXPILOT_HOT_WALLET_KEY") and
+    the addresses involved, never the key.
+    """
+    from eth_account import Account
+
+    text = raw.strip()
+    if not _HEX_KEY.match(text):
+        raise ConfigError(
+            f"{source}: not a private key (expected 32 bytes as 64 hex digits, optionally "
+            f"0x-prefixed; got {len(text)} characters)"
+        )
+    key = text if text.startswith("0x") else "0x" + text
+    try:
+        address = Account.from_key(key).address
+    except Exception:  # out of the curve's range; the library's message may echo the key
+        raise ConfigError(f"{source}: not a valid secp256k1 private key") from None
+    if address != expected_address:
+        raise ConfigError(
+            f"wallets.hot: the key in {source} belongs to {address}, not to the configured hot "
+            f"wallet {expected_address}"
+        )
+    return HotWalletKey(key, address=address, source=source)
