@@ -1,0 +1,250 @@
+"""The ledger's tables.
+
+Every amount is a raw uint256 integer (``RawAmount``); every time is timezone-aware UTC
+(``UtcDateTime``); addresses are EIP-55 checksummed strings and transaction hashes are
+lowercase ``0x`` + 64 hex digits (the ``Ledger`` helpers normalise both). Classes end in
+``Row`` so they never collide with the domain types they record (``Signal``, ``RiskDecision``).
+
+A change here needs a new migration in ``migrations/versions``; the test suite compares these
+models with the migrated schema on SQLite and PostgreSQL and fails on any drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from dexpilot.ledger.types import JsonDocument, RawAmount, UtcDateTime, utc_now
+
+# Named constraints let Alembic's SQLite batch mode drop or alter them in later migrations.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ADDRESS_LEN = 42
+TX_HASH_LEN = 66
+ENV_LEN = 16
+NAME_LEN = 64
+
+
+class OrderStatus(StrEnum):
+    NEW = "NEW"
+    SUBMITTED = "SUBMITTED"
+    FILLED = "FILLED"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+    SIMULATED = "SIMULATED"
+
+
+# Orders a restarted cycle must reconcile before trading again.
+PENDING_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.SUBMITTED})
+
+
+class TradeMode(StrEnum):
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class ErrorKind(StrEnum):
+    NETWORK = "network"
+    API = "api"
+    SYSTEM = "system"
+    CONFIG = "config"
+
+
+def _enum_type(enum: type[StrEnum], name: str) -> sa.Enum:
+    # Non-native (VARCHAR + CHECK) so adding a member is a plain migration on PostgreSQL too,
+    # not an ALTER TYPE that cannot run inside a transaction.
+    return sa.Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+def _amount() -> Any:
+    return Field(sa_column=sa.Column(RawAmount(), nullable=False))
+
+
+def _time(*, index: bool = False) -> Any:
+    return Field(
+        default_factory=utc_now, sa_column=sa.Column(UtcDateTime(), nullable=False, index=index)
+    )
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=sa.Column(JsonDocument, nullable=False))
+
+
+class OrderRow(SQLModel, table=True):
+    """One swap the bot decided to make; written before its transaction is sent."""
+
+    __tablename__ = "orders"
+    __table_args__ = (sa.Index("ix_orders_wallet_status", "wallet", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    client_order_id: str = Field(max_length=NAME_LEN, unique=True)
+    created_at: datetime = _time(index=True)
+    updated_at: datetime = _time()
+    env: str = Field(max_length=ENV_LEN)
+    wallet: str = Field(max_length=ADDRESS_LEN)
+    venue: str = Field(max_length=NAME_LEN)
+    token_in: str = Field(max_length=ADDRESS_LEN)
+    token_out: str = Field(max_length=ADDRESS_LEN)
+    amount_in: int = _amount()
+    min_amount_out: int = _amount()
+    expected_amount_out: int = _amount()
+    status: OrderStatus = Field(
+        default=OrderStatus.NEW,
+        sa_column=sa.Column(_enum_type(OrderStatus, "order_status"), nullable=False, index=True),
+    )
+    mode: TradeMode = Field(
+        sa_column=sa.Column(_enum_type(TradeMode, "trade_mode"), nullable=False)
+    )
+    tx_hash: str | None = Field(default=None, max_length=TX_HASH_LEN, index=True)
+    nonce: int | None = Field(default=None, sa_type=sa.BigInteger)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class FillRow(SQLModel, table=True):
+    """What a mined swap (or, in paper mode, the simulation) actually did.
+
+    ``tx_hash`` is unique: one transaction fills at most one order. Chain fields are null only
+    for paper fills.
+    """
+
+    __tablename__ = "fills"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    tx_hash: str | None = Field(default=None, max_length=TX_HASH_LEN, unique=True)
+    nonce: int | None = Field(default=None, sa_type=sa.BigInteger)
+    block_number: int | None = Field(default=None, sa_type=sa.BigInteger)
+    gas_used: int | None = Field(default=None, sa_type=sa.BigInteger)
+    effective_gas_price: int | None = Field(
+        default=None, sa_column=sa.Column(RawAmount(), nullable=True)
+    )
+    token_in: str = Field(max_length=ADDRESS_LEN)
+    token_out: str = Field(max_length=ADDRESS_LEN)
+    amount_in: int = _amount()
+    amount_out: int = _amount()
+    filled_at: datetime = _time(index=True)
+
+
+class BalanceSnapshotRow(SQLModel, table=True):
+    __tablename__ = "balance_snapshots"
+    __table_args__ = (
+        sa.Index("ix_balance_snapshots_wallet_token_taken_at", "wallet", "token", "taken_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    taken_at: datetime = _time(index=True)
+    block_number: int = Field(sa_type=sa.BigInteger)
+    wallet: str = Field(max_length=ADDRESS_LEN)
+    token: str = Field(max_length=ADDRESS_LEN)
+    amount: int = _amount()
+
+
+class SignalRow(SQLModel, table=True):
+    """One analyzer output, with the time range of the market data it was computed from."""
+
+    __tablename__ = "signals"
+    __table_args__ = (sa.Index("ix_signals_pair_created_at", "pair", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _time(index=True)
+    model: str = Field(max_length=NAME_LEN)
+    pair: str = Field(max_length=NAME_LEN)
+    side: str = Field(max_length=16)
+    edge_bps: float
+    confidence: float
+    horizon_s: int
+    inputs_from: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    inputs_to: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    payload: dict[str, Any] = _json()
+
+
+class RiskDecisionRow(SQLModel, table=True):
+    """Every risk verdict, approvals included, so rejections can be counted and explained.
+
+    ``client_order_id`` is not a foreign key: an intent can be rejected before (or instead of)
+    becoming an order row.
+    """
+
+    __tablename__ = "risk_decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _time(index=True)
+    client_order_id: str = Field(max_length=NAME_LEN, index=True)
+    approved: bool
+    rule: str = Field(max_length=NAME_LEN)
+    reason: str = Field(sa_type=sa.Text)
+    details: dict[str, Any] = _json()
+
+
+class StateTransitionRow(SQLModel, table=True):
+    """The bot state machine's history; the latest row per env is the current state."""
+
+    __tablename__ = "state_transitions"
+    __table_args__ = (sa.Index("ix_state_transitions_env_id", "env", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _time(index=True)
+    env: str = Field(max_length=ENV_LEN)
+    from_state: str = Field(max_length=16)
+    to_state: str = Field(max_length=16)
+    reason: str = Field(sa_type=sa.Text)
+    actor: str = Field(max_length=NAME_LEN)
+
+
+class ErrorRow(SQLModel, table=True):
+    __tablename__ = "errors"
+    __table_args__ = (sa.Index("ix_errors_kind_created_at", "kind", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _time(index=True)
+    env: str = Field(max_length=ENV_LEN)
+    kind: ErrorKind = Field(
+        sa_column=sa.Column(_enum_type(ErrorKind, "error_kind"), nullable=False)
+    )
+    source: str = Field(max_length=128)
+    message: str = Field(sa_type=sa.Text)
+    details: dict[str, Any] = _json()
+
+
+class ProfitSweepRow(SQLModel, table=True):
+    """A transfer of profit from the hot wallet to the cold wallet (an address only)."""
+
+    __tablename__ = "profit_sweeps"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _time(index=True)
+    token: str = Field(max_length=ADDRESS_LEN)
+    amount: int = _amount()
+    tx_hash: str | None = Field(default=None, max_length=TX_HASH_LEN, unique=True)
+    to_address: str = Field(max_length=ADDRESS_LEN)
+
+
+LEDGER_TABLES: tuple[type[SQLModel], ...] = (
+    OrderRow,
+    FillRow,
+    BalanceSnapshotRow,
+    SignalRow,
+    RiskDecisionRow,
+    StateTransitionRow,
+    ErrorRow,
+    ProfitSweepRow,
+)
