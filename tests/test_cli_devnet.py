@@ -15,7 +15,9 @@ from dexpilot_cli.main import app
 def test_up_status_summary_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEXPILOT_DEVNET_DIR", str(tmp_path))
     # Share the deployed-market cache with the rest of the suite so nothing is redeployed.
-    (tmp_path / "cache").symlink_to(PROJECT_ROOT / ".devnet" / "cache")
+    shared_cache = PROJECT_ROOT / ".devnet" / "cache"
+    shared_cache.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "cache").symlink_to(shared_cache)
     runner = CliRunner()
     try:
         result = runner.invoke(app, ["devnet", "up"])
