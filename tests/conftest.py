@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.chain",
     "tests.fixtures.postgres",
     "tests.fixtures.prefect",
+    "tests.fixtures.zeroex",
 ]

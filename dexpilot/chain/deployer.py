@@ -75,7 +75,10 @@ V3_POOLS = [("WETH", "USDC", 500, 4_000_000, Decimal("0.998")),
             ("UNI", "WETH", 3000, 1_000_000, Decimal("1.001"))]
 
 # Balances handed out at deploy time, in whole tokens.
-HOT_WALLET_FUNDS = {"WETH": 100, "USDC": 300_000, "WBTC": 5, "UNI": 30_000}
+# Wallet A: 100,000 USDC of working cash and ~40,000 USDC of inventory in the other tokens,
+# inside the dev and test exposure limits, so inventory arbitrage can trade from the start.
+HOT_WALLET_FUNDS = {"WETH": Decimal(5), "USDC": Decimal(100_000), "WBTC": Decimal("0.25"),
+                    "UNI": Decimal(1_000)}
 HOT_WALLET_GAS_WEI = 5 * 10**18
 TRADER_FUNDS = {"WETH": 2_000, "USDC": 6_000_000, "WBTC": 100, "UNI": 600_000}
 
@@ -129,7 +132,7 @@ class Deployer:
         def units(symbol: str, whole: Decimal | int) -> int:
             return int(Decimal(whole) * (Decimal(10) ** decimals[symbol]))
 
-        def fund(account: str, holdings: dict[str, int]) -> None:
+        def fund(account: str, holdings: dict[str, Decimal] | dict[str, int]) -> None:
             for symbol, whole in holdings.items():
                 if symbol == "WETH":
                     self.call_tx(account, weth, "deposit", value=units("WETH", whole))

@@ -24,7 +24,7 @@ from dexpilot.chain.manifest import DevnetManifest
 from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.config import VenueKind
-from dexpilot.market.pools import Q96, MarketSnapshot, PoolSnapshot, V2State, V3State
+from dexpilot.market.pools import MarketSnapshot, PoolSnapshot
 
 V2_SWAP = function_signature_to_4byte_selector(
     "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
@@ -33,6 +33,7 @@ V3_SWAP = function_signature_to_4byte_selector(
     "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))"
 )
 FAR_DEADLINE = 2**40
+SWAP_GAS_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class MarketSimulator:
             t0, t1 = snap.pool.token0, snap.pool.token1
             target = usd[t0.symbol] / usd[t1.symbol]
             target *= math.exp(self.rng.gauss(0.0, self.params.venue_noise))
-            if self._push(snap, target):
+            if self.push(snap, target, self.rng.uniform(*self.params.pull)):
                 swaps += 1
         self._steps += 1
         return StepReport(self._steps, snapshot.block_number, swaps)
@@ -119,15 +120,16 @@ class MarketSimulator:
                 on_step(report)
         return done
 
-    def _push(self, snap: PoolSnapshot, target_price: float) -> bool:
-        """Swap so the pool's price moves part of the way toward ``target_price``."""
+    def push(self, snap: PoolSnapshot, target_price: float, pull: float = 1.0) -> bool:
+        """Swap so the pool's price moves ``pull`` of the way (in log terms) toward
+        ``target_price`` (token0 in token1, decimals applied)."""
         pool = snap.pool
-        x, y = _virtual_reserves(snap)
+        r0, r1 = snap.reserves()
+        x, y = float(r0), float(r1)
         if x <= 0 or y <= 0:
             return False
         scale = 10 ** (pool.token0.decimals - pool.token1.decimals)
         target_raw = target_price / scale  # token1 raw per token0 raw
-        pull = self.rng.uniform(*self.params.pull)
         goal = math.exp(math.log(y / x) + pull * (math.log(target_raw) - math.log(y / x)))
         k = x * y
         fee = pool.fee_ppm / 1_000_000
@@ -157,17 +159,10 @@ class MarketSimulator:
                   raw_in, min_out, 0)],
             )
         tx_hash = self.client.request(
-            "eth_sendTransaction", [{"from": trader, "to": router, "data": "0x" + data.hex()}]
+            # A fixed limit: anvil's estimate has come out short for some of these swaps.
+            "eth_sendTransaction", [{"from": trader, "to": router, "data": "0x" + data.hex(),
+                                     "gas": hex(SWAP_GAS_LIMIT)}]
         )
         receipt = self.client.wait_for_receipt(tx_hash, timeout=30.0, poll_interval=0.002)
         return int(receipt["status"], 16) == 1
-
-
-def _virtual_reserves(snap: PoolSnapshot) -> tuple[float, float]:
-    state = snap.state
-    if isinstance(state, V2State):
-        return float(state.reserve0), float(state.reserve1)
-    assert isinstance(state, V3State)
-    sqrt_p = state.sqrt_price_x96 / Q96
-    return state.liquidity / sqrt_p, state.liquidity * sqrt_p
 

@@ -70,6 +70,30 @@ class PoolSnapshot:
         raw = raw_price(self.state)
         return raw * 10.0 ** (self.pool.token0.decimals - self.pool.token1.decimals)
 
+    def reserves(self) -> tuple[int, int]:
+        """(token0, token1) reserves as a constant-product pool.
+
+        V2: the pair's reserves. V3: the in-range liquidity as virtual reserves
+        ``L / sqrtP`` and ``L * sqrtP`` - exact for full-range liquidity, a local model
+        otherwise. For sizing and ranking; swap amounts come from the venues' own quotes.
+        """
+        state = self.state
+        if isinstance(state, V2State):
+            return state.reserve0, state.reserve1
+        if state.sqrt_price_x96 <= 0:
+            return 0, 0
+        return (state.liquidity * Q96 // state.sqrt_price_x96,
+                state.liquidity * state.sqrt_price_x96 // Q96)
+
+    def reserves_from(self, token_in: Token) -> tuple[int, int]:
+        """(reserve_in, reserve_out) for a swap that sells ``token_in`` into this pool."""
+        r0, r1 = self.reserves()
+        if token_in == self.pool.token0:
+            return r0, r1
+        if token_in == self.pool.token1:
+            return r1, r0
+        raise ValueError(f"{token_in.symbol} is not in pool {self.pool.pair}")
+
     def price_of(self, base: Token) -> float:
         """Price of ``base`` in the pool's other token, decimals applied."""
         p = self.price()
