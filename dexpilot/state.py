@@ -1,0 +1,157 @@
+"""The bot state machine (seed diagram 10), persisted with time, reason and actor.
+
+    INIT -> RUNNING;  RUNNING <-> TRADING;  RUNNING <-> PAUSED;  RUNNING -> ERROR;
+    ERROR -> RUNNING;  ERROR -> STOPPED;  RUNNING -> STOPPED
+
+Anything else is refused. There is deliberately no TRADING -> ERROR or TRADING -> STOPPED:
+a fault during a trade goes TRADING -> RUNNING -> ERROR (``fault`` takes both seed arrows),
+and an operator who pauses or stops a trading bot waits for its cycle to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+
+from sqlmodel import col, select
+
+from dexpilot.errors import DexpilotError
+from dexpilot.ledger import Ledger, StateTransitionRow
+
+
+class BotState(StrEnum):
+    INIT = "INIT"
+    RUNNING = "RUNNING"
+    TRADING = "TRADING"
+    PAUSED = "PAUSED"
+    ERROR = "ERROR"
+    STOPPED = "STOPPED"
+
+
+ALLOWED: frozenset[tuple[BotState, BotState]] = frozenset({
+    (BotState.INIT, BotState.RUNNING),
+    (BotState.RUNNING, BotState.TRADING),
+    (BotState.TRADING, BotState.RUNNING),
+    (BotState.RUNNING, BotState.PAUSED),
+    (BotState.PAUSED, BotState.RUNNING),
+    (BotState.RUNNING, BotState.ERROR),
+    (BotState.ERROR, BotState.RUNNING),
+    (BotState.ERROR, BotState.STOPPED),
+    (BotState.RUNNING, BotState.STOPPED),
+})
+
+
+class TransitionRefused(DexpilotError):
+    """The diagram has no arrow for this change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    env: str
+    from_state: BotState
+    to_state: BotState
+    reason: str
+    actor: str
+    at: datetime
+
+
+class TransitionStore(Protocol):
+    """Where transitions are kept (the ledger); the latest one is the current state."""
+
+    def latest_transition(self, env: str) -> Transition | None: ...
+
+    def append_transition(self, transition: Transition) -> None: ...
+
+
+class BotStateMachine:
+    def __init__(
+        self,
+        store: TransitionStore,
+        env: str,
+        *,
+        on_transition: Callable[[Transition], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.env = env
+        self.on_transition = on_transition
+
+    @property
+    def state(self) -> BotState:
+        latest = self.store.latest_transition(self.env)
+        return latest.to_state if latest else BotState.INIT
+
+    def can(self, to_state: BotState) -> bool:
+        return (self.state, to_state) in ALLOWED
+
+    def transition(self, to_state: BotState, *, reason: str, actor: str) -> Transition:
+        if not reason.strip():
+            raise ValueError("a state change needs a reason")
+        current = self.state
+        if (current, to_state) not in ALLOWED:
+            raise TransitionRefused(
+                f"{self.env}: {current.value} -> {to_state.value} is not allowed "
+                f"(from {current.value} the bot may go to "
+                f"{', '.join(sorted(t.value for f, t in ALLOWED if f is current)) or 'nowhere'})"
+            )
+        transition = Transition(self.env, current, to_state, reason, actor, datetime.now(UTC))
+        self.store.append_transition(transition)
+        if self.on_transition:
+            self.on_transition(transition)
+        return transition
+
+    # -- the moves the bot and its operators make -----------------------------------------
+    def start(self, actor: str = "bot") -> None:
+        """INIT -> RUNNING on first start; a no-op for a bot already past INIT."""
+        if self.state is BotState.INIT:
+            self.transition(BotState.RUNNING, reason="first start", actor=actor)
+
+    def may_trade(self) -> bool:
+        return self.state is BotState.RUNNING
+
+    def begin_trading(self, reason: str = "trading cycle") -> None:
+        self.transition(BotState.TRADING, reason=reason, actor="bot")
+
+    def end_trading(self, reason: str = "cycle done") -> None:
+        if self.state is BotState.TRADING:
+            self.transition(BotState.RUNNING, reason=reason, actor="bot")
+
+    def fault(self, reason: str, actor: str = "bot") -> None:
+        """A system fault: stop trading until an operator resumes."""
+        if self.state is BotState.TRADING:
+            self.transition(BotState.RUNNING, reason=f"trade aborted: {reason}", actor=actor)
+        if self.state is not BotState.ERROR:
+            self.transition(BotState.ERROR, reason=reason, actor=actor)
+
+    def pause(self, reason: str, actor: str) -> Transition:
+        return self.transition(BotState.PAUSED, reason=reason, actor=actor)
+
+    def resume(self, reason: str, actor: str) -> Transition:
+        return self.transition(BotState.RUNNING, reason=reason, actor=actor)
+
+    def stop(self, reason: str, actor: str) -> Transition:
+        return self.transition(BotState.STOPPED, reason=reason, actor=actor)
+
+
+class LedgerTransitionStore:
+    """Transitions kept in the ledger's ``state_transitions`` table."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def latest_transition(self, env: str) -> Transition | None:
+        statement = (select(StateTransitionRow).where(StateTransitionRow.env == env)
+                     .order_by(col(StateTransitionRow.id).desc()).limit(1))
+        with self.ledger.session(write=False) as session:
+            row = session.exec(statement).first()
+        if row is None:
+            return None
+        return Transition(row.env, BotState(row.from_state), BotState(row.to_state), row.reason,
+                          row.actor, row.created_at)
+
+    def append_transition(self, transition: Transition) -> None:
+        self.ledger.record_transition(
+            transition.env, transition.from_state.value, transition.to_state.value,
+            reason=transition.reason, actor=transition.actor, created_at=transition.at)
