@@ -14,12 +14,20 @@ from eth_utils.address import (
     is_hex_address,
     to_checksum_address,
 )
+from eth_utils.crypto import keccak
 
 from dexpilot.config import ENVIRONMENTS
-from dexpilot.ledger.models import ErrorKind, OrderStatus, SignalRow, TradeMode
+from dexpilot.ledger.models import (
+    ErrorKind,
+    OrderStatus,
+    SignalRow,
+    TradeMode,
+    TxPurpose,
+    TxStatus,
+)
 from dexpilot.ledger.types import check_raw_amount
 
-EnumT = TypeVar("EnumT", OrderStatus, TradeMode, ErrorKind)
+EnumT = TypeVar("EnumT", OrderStatus, TradeMode, ErrorKind, TxPurpose, TxStatus)
 
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
@@ -65,6 +73,35 @@ def tx_hash(value: object) -> str:
     return text
 
 
+def signed_tx(raw: object, hash_: str) -> str:
+    """The signed raw transaction as lowercase ``0x`` hex, checked to hash to ``hash_``.
+
+    A transaction's hash is the keccak-256 of its signed bytes (typed transactions included),
+    so a mismatch means the row would re-broadcast a different transaction than the one it is
+    reconciled by: refused before anything is written.
+    """
+    text = raw.lower() if isinstance(raw, str) else ""
+    body = text[2:]
+    if not text.startswith("0x") or not body or len(body) % 2 or not set(body) <= _HEX_DIGITS:
+        shown = raw if not isinstance(raw, str) or len(raw) <= 20 else raw[:20] + "..."
+        raise ValueError(f"raw_tx: {shown!r} is not a signed transaction (0x + hex bytes)")
+    actual = "0x" + keccak(bytes.fromhex(body)).hex()
+    if actual != hash_:
+        raise ValueError(f"raw_tx hashes to {actual}, not to tx_hash {hash_}")
+    return text
+
+
+def fee_caps(max_fee: object, priority_fee: object) -> tuple[int, int]:
+    """EIP-1559 fee caps (a legacy gas price goes in both); the tip cannot exceed the cap."""
+    fee = check_raw_amount(max_fee, what="max_fee_per_gas")
+    tip = check_raw_amount(priority_fee, what="max_priority_fee_per_gas")
+    if tip > fee:
+        raise ValueError(
+            f"max_priority_fee_per_gas {tip} exceeds max_fee_per_gas {fee}; no node accepts that"
+        )
+    return fee, tip
+
+
 def env(value: object) -> str:
     if not isinstance(value, str) or value not in ENVIRONMENTS:
         raise ValueError(f"env: {value!r} is not one of {', '.join(ENVIRONMENTS)}")
@@ -76,6 +113,10 @@ def name(value: object, what: str, *, max_len: int = 64) -> str:
     if len(text) > max_len:
         raise ValueError(f"{what} is longer than {max_len} characters")
     return text
+
+
+def optional_name(value: object, what: str, *, max_len: int = 64) -> str | None:
+    return None if value is None else name(value, what, max_len=max_len)
 
 
 def text_field(value: object, what: str) -> str:

@@ -49,6 +49,28 @@ class OrderStatus(StrEnum):
 PENDING_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.SUBMITTED})
 
 
+class TxPurpose(StrEnum):
+    SWAP = "swap"
+    APPROVE = "approve"
+    SWEEP = "sweep"
+    CANCEL = "cancel"
+
+
+class TxStatus(StrEnum):
+    SIGNED = "SIGNED"  # written to the ledger; maybe not broadcast yet
+    SENT = "SENT"  # a node accepted it
+    MINED = "MINED"  # receipt status 1
+    REVERTED = "REVERTED"  # receipt status 0 (the nonce is consumed all the same)
+    DROPPED = "DROPPED"  # its nonce was consumed by another transaction
+
+
+# Transactions whose fate is not known yet: a restarted executor reconciles these by hash and
+# nonce before it signs anything new.
+UNRESOLVED_TX_STATUSES = frozenset({TxStatus.SIGNED, TxStatus.SENT})
+# A receipt exists: the nonce is used up, by this transaction.
+NONCE_CONSUMING_TX_STATUSES = frozenset({TxStatus.MINED, TxStatus.REVERTED})
+
+
 class TradeMode(StrEnum):
     PAPER = "paper"
     LIVE = "live"
@@ -116,6 +138,54 @@ class OrderRow(SQLModel, table=True):
     )
     tx_hash: str | None = Field(default=None, max_length=TX_HASH_LEN, index=True)
     nonce: int | None = Field(default=None, sa_type=sa.BigInteger)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    # Added by migration 0002; null for orders recorded before it.
+    strategy: str | None = Field(default=None, max_length=NAME_LEN)
+    group_id: str | None = Field(default=None, max_length=NAME_LEN, index=True)
+
+
+class TransactionRow(SQLModel, table=True):
+    """One signed transaction, written before it is broadcast.
+
+    ``raw_tx`` is the exact signed transaction, so a crashed executor can re-broadcast the
+    identical transaction (idempotent: same hash) instead of signing a new one. A fee bump is a
+    new row with the same wallet and nonce, a new hash and ``replaces_tx_hash`` pointing at the
+    row it replaces; once one of them has a receipt the others become DROPPED.
+    ``order_id`` is null for transactions that serve no order (a profit sweep, a cancel).
+    """
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        sa.Index("ix_transactions_wallet_nonce", "wallet", "nonce"),
+        sa.Index("ix_transactions_wallet_status", "wallet", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _time(index=True)
+    updated_at: datetime = _time()
+    env: str = Field(max_length=ENV_LEN)
+    wallet: str = Field(max_length=ADDRESS_LEN)
+    order_id: int | None = Field(default=None, foreign_key="orders.id", index=True)
+    purpose: TxPurpose = Field(
+        sa_column=sa.Column(_enum_type(TxPurpose, "tx_purpose"), nullable=False)
+    )
+    tx_hash: str = Field(max_length=TX_HASH_LEN, unique=True)
+    nonce: int = Field(sa_type=sa.BigInteger)
+    raw_tx: str = Field(sa_type=sa.Text)
+    max_fee_per_gas: int = _amount()
+    max_priority_fee_per_gas: int = _amount()
+    gas_limit: int = Field(sa_type=sa.BigInteger)
+    deadline: int | None = Field(default=None, sa_type=sa.BigInteger)
+    status: TxStatus = Field(
+        default=TxStatus.SIGNED,
+        sa_column=sa.Column(_enum_type(TxStatus, "tx_status"), nullable=False),
+    )
+    block_number: int | None = Field(default=None, sa_type=sa.BigInteger)
+    gas_used: int | None = Field(default=None, sa_type=sa.BigInteger)
+    effective_gas_price: int | None = Field(
+        default=None, sa_column=sa.Column(RawAmount(), nullable=True)
+    )
+    replaces_tx_hash: str | None = Field(default=None, max_length=TX_HASH_LEN)
     error: str | None = Field(default=None, sa_type=sa.Text)
 
 
@@ -240,6 +310,7 @@ class ProfitSweepRow(SQLModel, table=True):
 
 LEDGER_TABLES: tuple[type[SQLModel], ...] = (
     OrderRow,
+    TransactionRow,
     FillRow,
     BalanceSnapshotRow,
     SignalRow,

@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -41,7 +41,9 @@ from dexpilot.errors import (
 )
 from dexpilot.ledger import checks
 from dexpilot.ledger.models import (
+    NONCE_CONSUMING_TX_STATUSES,
     PENDING_STATUSES,
+    UNRESOLVED_TX_STATUSES,
     BalanceSnapshotRow,
     ErrorKind,
     ErrorRow,
@@ -53,6 +55,9 @@ from dexpilot.ledger.models import (
     SignalRow,
     StateTransitionRow,
     TradeMode,
+    TransactionRow,
+    TxPurpose,
+    TxStatus,
 )
 from dexpilot.ledger.types import check_raw_amount, utc_now
 
@@ -75,6 +80,24 @@ ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.SIMULATED: frozenset(),
 }
 
+# A transaction's fate. SIGNED -> SENT may repeat as SENT -> SENT (the identical raw
+# transaction re-broadcast). MINED and REVERTED come with a receipt; DROPPED means another
+# transaction used the nonce. A receipt or a drop is final.
+TX_TRANSITIONS: Mapping[TxStatus, frozenset[TxStatus]] = {
+    TxStatus.SIGNED: frozenset(
+        {TxStatus.SENT, TxStatus.MINED, TxStatus.REVERTED, TxStatus.DROPPED}
+    ),
+    TxStatus.SENT: frozenset(
+        {TxStatus.SENT, TxStatus.MINED, TxStatus.REVERTED, TxStatus.DROPPED}
+    ),
+    TxStatus.MINED: frozenset(),
+    TxStatus.REVERTED: frozenset(),
+    TxStatus.DROPPED: frozenset(),
+}
+
+# Transactions that only make sense as part of an order.
+_ORDER_TX_PURPOSES = frozenset({TxPurpose.SWAP, TxPurpose.APPROVE})
+
 
 class DuplicateOrder(SystemFault):
     """An order with this client order id is already recorded: doing it again could trade twice."""
@@ -86,6 +109,23 @@ class UnknownOrder(SystemFault):
 
 class IllegalOrderTransition(SystemFault):
     """The requested status change (or fill) does not follow from the order's current state."""
+
+
+class DuplicateTransaction(SystemFault):
+    """A transaction with this hash is already recorded."""
+
+
+class UnknownTransaction(SystemFault):
+    """No transaction with this hash: the caller and the ledger disagree."""
+
+
+class IllegalTransactionTransition(SystemFault):
+    """The status change, or a new transaction for a nonce, does not fit what the ledger holds.
+
+    Raised, for example, for a second transaction on a nonce already in flight that does not
+    say which one it replaces, or for a receipt on a nonce another transaction already used:
+    either would mean the ledger and the chain disagree.
+    """
 
 
 class Ledger:
@@ -175,8 +215,14 @@ class Ledger:
         expected_amount_out: int,
         mode: TradeMode | str,
         created_at: datetime | None = None,
+        strategy: str | None = None,
+        group_id: str | None = None,
     ) -> OrderRow:
-        """Write a NEW order. Call it before the transaction is sent."""
+        """Write a NEW order. Call it before the transaction is sent.
+
+        ``strategy`` names the strategy that wanted it; ``group_id`` is shared by the legs of one
+        arbitrage (see ``orders_in_group``).
+        """
         now = checks.aware(created_at, "created_at") if created_at is not None else utc_now()
         row = OrderRow(
             client_order_id=checks.name(client_order_id, "client_order_id"),
@@ -193,6 +239,8 @@ class Ledger:
             expected_amount_out=check_raw_amount(expected_amount_out, what="expected_amount_out"),
             status=OrderStatus.NEW,
             mode=checks.member(TradeMode, mode, "mode"),
+            strategy=checks.optional_name(strategy, "strategy"),
+            group_id=checks.optional_name(group_id, "group_id"),
         )
         if row.token_in == row.token_out:
             raise ValueError(f"token_in and token_out are the same token {row.token_in}")
@@ -219,7 +267,9 @@ class Ledger:
         """Move an order to SUBMITTED (needs tx_hash and nonce), FAILED, REJECTED or CANCELLED.
 
         FAILED and REJECTED need an ``error`` saying why. FILLED/SIMULATED come from
-        ``add_fill``.
+        ``add_fill``. A replacement (gas bump) is SUBMITTED -> SUBMITTED with the new hash and
+        the same nonce. If the hash is in ``transactions`` it must be that order's, with the
+        order's nonce.
         """
         target = checks.member(OrderStatus, status, "status")
         new_hash = checks.tx_hash(tx_hash) if tx_hash is not None else None
@@ -242,6 +292,9 @@ class Ledger:
                         f"refusing nonce {nonce}"
                     )
             if new_hash is not None:
+                _check_order_tx(
+                    session, order, new_hash, nonce if nonce is not None else order.nonce
+                )
                 order.tx_hash = new_hash
             if nonce is not None:
                 order.nonce = nonce
@@ -361,6 +414,206 @@ class Ledger:
             statement = statement.where(OrderRow.env == checks.env(env))
         with self.session(write=False) as session:
             return list(session.exec(statement).all())
+
+    def orders_in_group(self, group_id: str) -> list[OrderRow]:
+        """The orders sharing ``group_id`` (the legs of one arbitrage), oldest first."""
+        statement = (
+            select(OrderRow)
+            .where(OrderRow.group_id == checks.name(group_id, "group_id"))
+            .order_by(col(OrderRow.id))
+        )
+        with self.session(write=False) as session:
+            return list(session.exec(statement).all())
+
+    # -- signed transactions -----------------------------------------------------------
+
+    def record_transaction(
+        self,
+        *,
+        env: str,
+        wallet: str,
+        purpose: TxPurpose | str,
+        tx_hash: str,
+        nonce: int,
+        raw_tx: str,
+        max_fee_per_gas: int,
+        max_priority_fee_per_gas: int,
+        gas_limit: int,
+        order_client_id: str | None = None,
+        deadline: int | None = None,
+        replaces_tx_hash: str | None = None,
+    ) -> TransactionRow:
+        """Write a SIGNED transaction. Call it before the transaction is broadcast.
+
+        ``raw_tx`` must hash to ``tx_hash`` (it is what a reconciler re-broadcasts). Swaps and
+        approvals belong to an order (``order_client_id``; it must be a NEW or SUBMITTED live
+        order of the same env and wallet). A second transaction for a nonce of ``wallet`` that
+        is still in flight must name the one it replaces (``replaces_tx_hash``: a fee bump or a
+        cancel); a nonce already used by a mined, reverted or dropped transaction is refused.
+        """
+        new_hash = checks.tx_hash(tx_hash)
+        replaced = checks.tx_hash(replaces_tx_hash) if replaces_tx_hash is not None else None
+        if replaced == new_hash:
+            raise ValueError(f"transaction {new_hash} cannot replace itself")
+        kind = checks.member(TxPurpose, purpose, "purpose")
+        client_id = (
+            checks.name(order_client_id, "order_client_id")
+            if order_client_id is not None
+            else None
+        )
+        if client_id is None and kind in _ORDER_TX_PURPOSES:
+            raise ValueError(f"a {kind} transaction belongs to an order: give order_client_id")
+        max_fee, tip = checks.fee_caps(max_fee_per_gas, max_priority_fee_per_gas)
+        gas = checks.chain_int(gas_limit, "gas_limit")
+        if gas == 0:
+            raise ValueError("gas_limit must be greater than 0")
+        now = utc_now()
+        row = TransactionRow(
+            created_at=now,
+            updated_at=now,
+            env=checks.env(env),
+            wallet=checks.address(wallet, "wallet"),
+            purpose=kind,
+            tx_hash=new_hash,
+            nonce=checks.chain_int(nonce, "nonce"),
+            raw_tx=checks.signed_tx(raw_tx, new_hash),
+            max_fee_per_gas=max_fee,
+            max_priority_fee_per_gas=tip,
+            gas_limit=gas,
+            deadline=checks.chain_int(deadline, "deadline") if deadline is not None else None,
+            status=TxStatus.SIGNED,
+            replaces_tx_hash=replaced,
+        )
+        try:
+            with self.session() as session:
+                if _find_transaction(session, new_hash) is not None:
+                    raise DuplicateTransaction(f"transaction {new_hash} is already in the ledger")
+                if client_id is not None:
+                    row.order_id = _order_for_tx(session, client_id, row).id
+                _check_nonce_open(session, row)
+                session.add(row)
+        except IntegrityError as exc:
+            if self.get_transaction(new_hash) is not None:
+                raise DuplicateTransaction(
+                    f"transaction {new_hash} is already in the ledger"
+                ) from exc
+            raise
+        return row
+
+    def update_transaction(
+        self,
+        tx_hash: str,
+        status: TxStatus | str,
+        *,
+        block_number: int | None = None,
+        gas_used: int | None = None,
+        effective_gas_price: int | None = None,
+        error: str | None = None,
+    ) -> TransactionRow:
+        """Move a transaction along ``TX_TRANSITIONS``.
+
+        MINED and REVERTED need the receipt's ``block_number`` and ``gas_used`` (and may carry
+        ``effective_gas_price``); the receipt fields are refused with any other status. A
+        receipt uses up the nonce: in the same database transaction every other SIGNED or SENT
+        transaction of that wallet and nonce becomes DROPPED. A receipt for a nonce another
+        transaction already used is refused (``IllegalTransactionTransition``).
+        """
+        target = checks.member(TxStatus, status, "status")
+        receipt = {"block_number": block_number, "gas_used": gas_used}
+        for what, value in receipt.items():
+            if value is not None:
+                checks.chain_int(value, what)
+        if effective_gas_price is not None:
+            check_raw_amount(effective_gas_price, what="effective_gas_price")
+        if target in NONCE_CONSUMING_TX_STATUSES:
+            missing = [what for what, value in receipt.items() if value is None]
+            if missing:
+                raise ValueError(f"a {target} transaction needs {', '.join(missing)}")
+        elif any(v is not None for v in (block_number, gas_used, effective_gas_price)):
+            raise ValueError(
+                "block_number, gas_used and effective_gas_price come from a receipt: "
+                f"only a MINED or REVERTED transaction has them, not {target}"
+            )
+        if error is not None:
+            checks.text_field(error, "error")
+        the_hash = checks.tx_hash(tx_hash)
+        with self.session() as session:
+            tx = _locked_transaction(session, the_hash)
+            if target not in TX_TRANSITIONS[tx.status]:
+                raise IllegalTransactionTransition(
+                    f"transaction {tx.tx_hash} is {tx.status}; it cannot become {target}"
+                )
+            now = utc_now()
+            if target in NONCE_CONSUMING_TX_STATUSES:
+                for other in _same_nonce(session, tx.env, tx.wallet, tx.nonce):
+                    if other.id == tx.id:
+                        continue
+                    if other.status in NONCE_CONSUMING_TX_STATUSES:
+                        raise IllegalTransactionTransition(
+                            f"nonce {tx.nonce} of {tx.wallet} was already used by "
+                            f"{other.tx_hash} ({other.status}); {tx.tx_hash} cannot be "
+                            f"{target} too: ledger and chain disagree"
+                        )
+                    if other.status in UNRESOLVED_TX_STATUSES:
+                        other.status = TxStatus.DROPPED
+                        other.error = f"nonce {tx.nonce} used by {tx.tx_hash} ({target})"
+                        other.updated_at = now
+                        session.add(other)
+                tx.block_number = block_number
+                tx.gas_used = gas_used
+                tx.effective_gas_price = effective_gas_price
+            if error is not None:
+                tx.error = error
+            tx.status = target
+            tx.updated_at = now
+            session.add(tx)
+        return tx
+
+    def get_transaction(self, tx_hash: str) -> TransactionRow | None:
+        statement = select(TransactionRow).where(
+            TransactionRow.tx_hash == checks.tx_hash(tx_hash)
+        )
+        with self.session(write=False) as session:
+            return session.exec(statement).first()
+
+    def transactions_for_order(self, client_order_id: str) -> list[TransactionRow]:
+        """Every transaction recorded for the order (approvals, swaps, replacements), oldest
+        first."""
+        statement = (
+            select(TransactionRow)
+            .join(OrderRow, col(TransactionRow.order_id) == col(OrderRow.id))
+            .where(OrderRow.client_order_id == client_order_id)
+            .order_by(col(TransactionRow.id))
+        )
+        with self.session(write=False) as session:
+            return list(session.exec(statement).all())
+
+    def unresolved_transactions(
+        self, wallet: str, *, env: str | None = None
+    ) -> list[TransactionRow]:
+        """SIGNED or SENT transactions of ``wallet``, by nonce then age: reconcile these first."""
+        statement = (
+            select(TransactionRow)
+            .where(TransactionRow.wallet == checks.address(wallet, "wallet"))
+            .where(col(TransactionRow.status).in_(sorted(UNRESOLVED_TX_STATUSES)))
+            .order_by(col(TransactionRow.nonce), col(TransactionRow.id))
+        )
+        if env is not None:
+            statement = statement.where(TransactionRow.env == checks.env(env))
+        with self.session(write=False) as session:
+            return list(session.exec(statement).all())
+
+    def max_nonce(self, wallet: str, *, env: str | None = None) -> int | None:
+        """The highest nonce of any recorded transaction of ``wallet`` (any status); None if
+        there is none. Dropped ones count: their nonce was used by another transaction."""
+        statement = select(func.max(col(TransactionRow.nonce))).where(
+            TransactionRow.wallet == checks.address(wallet, "wallet")
+        )
+        if env is not None:
+            statement = statement.where(TransactionRow.env == checks.env(env))
+        with self.session(write=False) as session:
+            value = session.exec(statement).one()
+        return None if value is None else int(value)
 
     # -- decisions, state, errors, signals -----------------------------------------------
 
@@ -620,6 +873,98 @@ def _locked_order(session: Session, client_order_id: str) -> OrderRow:
     if order is None:
         raise UnknownOrder(f"no order {client_order_id!r} in the ledger")
     return order
+
+
+def _check_order_tx(
+    session: Session, order: OrderRow, tx_hash: str, nonce: int | None
+) -> None:
+    tx = _find_transaction(session, tx_hash)
+    if tx is None:
+        return  # not recorded through record_transaction (orders from before migration 0002)
+    if tx.order_id != order.id:
+        raise IllegalOrderTransition(
+            f"transaction {tx_hash} does not belong to order {order.client_order_id!r}"
+        )
+    if nonce is not None and tx.nonce != nonce:
+        raise IllegalOrderTransition(
+            f"transaction {tx_hash} has nonce {tx.nonce}, but order "
+            f"{order.client_order_id!r} uses nonce {nonce}"
+        )
+
+
+def _order_for_tx(session: Session, client_order_id: str, tx: TransactionRow) -> OrderRow:
+    order = _locked_order(session, client_order_id)
+    if (order.env, order.wallet) != (tx.env, tx.wallet):
+        raise ValueError(
+            f"order {client_order_id!r} is for {order.wallet} in {order.env}, not for "
+            f"{tx.wallet} in {tx.env}"
+        )
+    if order.mode is not TradeMode.LIVE:
+        raise IllegalOrderTransition(
+            f"order {client_order_id!r} is a {order.mode} order: it never sends a transaction"
+        )
+    if order.status not in PENDING_STATUSES:
+        raise IllegalOrderTransition(
+            f"order {client_order_id!r} is {order.status}; only a NEW or SUBMITTED order can "
+            "get a transaction"
+        )
+    return order
+
+
+def _find_transaction(session: Session, tx_hash: str) -> TransactionRow | None:
+    return session.exec(select(TransactionRow).where(TransactionRow.tx_hash == tx_hash)).first()
+
+
+def _locked_transaction(session: Session, tx_hash: str) -> TransactionRow:
+    statement = (
+        select(TransactionRow).where(TransactionRow.tx_hash == tx_hash).with_for_update()
+    )
+    tx = session.exec(statement).first()
+    if tx is None:
+        raise UnknownTransaction(f"no transaction {tx_hash} in the ledger")
+    return tx
+
+
+def _same_nonce(session: Session, env: str, wallet: str, nonce: int) -> list[TransactionRow]:
+    statement = (
+        select(TransactionRow)
+        .where(TransactionRow.env == env)
+        .where(TransactionRow.wallet == wallet)
+        .where(TransactionRow.nonce == nonce)
+        .order_by(col(TransactionRow.id))
+        .with_for_update()
+    )
+    return list(session.exec(statement).all())
+
+
+def _check_nonce_open(session: Session, tx: TransactionRow) -> None:
+    """Refuse a new transaction on a used nonce, or an unannounced second one on a live nonce."""
+    others = _same_nonce(session, tx.env, tx.wallet, tx.nonce)
+    used = [o for o in others if o.status not in UNRESOLVED_TX_STATUSES]
+    if used:
+        raise IllegalTransactionTransition(
+            f"nonce {tx.nonce} of {tx.wallet} is already used ({used[0].tx_hash} is "
+            f"{used[0].status}); a new transaction needs a new nonce"
+        )
+    if tx.replaces_tx_hash is None:
+        if others:
+            raise IllegalTransactionTransition(
+                f"nonce {tx.nonce} of {tx.wallet} is in flight in {others[-1].tx_hash}; a "
+                "second transaction on it is a replacement and must name it in "
+                "replaces_tx_hash"
+            )
+        return
+    if not any(o.tx_hash == tx.replaces_tx_hash for o in others):
+        replaced = _find_transaction(session, tx.replaces_tx_hash)
+        if replaced is None:
+            raise UnknownTransaction(
+                f"no transaction {tx.replaces_tx_hash} in the ledger to replace"
+            )
+        raise IllegalTransactionTransition(
+            f"{tx.replaces_tx_hash} is nonce {replaced.nonce} of {replaced.wallet} in "
+            f"{replaced.env}; a replacement must reuse its env, wallet and nonce "
+            f"(got nonce {tx.nonce} of {tx.wallet} in {tx.env})"
+        )
 
 
 def _check_transition(order: OrderRow, target: OrderStatus) -> None:
