@@ -1,0 +1,1 @@
+"""Order manager and executor: approve, swap, receipt, fills; paper mode by simulation."""

@@ -1,0 +1,425 @@
+"""The order manager and executor: one swap leg from ledger row to fill.
+
+Order of events for a live leg, each step durable before the next:
+
+1. the order is written (NEW) — before anything is signed;
+2. if the venue's spender lacks allowance, an *exact* approval is signed, recorded, sent, mined;
+3. the swap is simulated (``eth_call``); a swap that would revert is recorded FAILED, unsent;
+4. the swap is signed (EIP-1559, nonce from the manager), recorded with its raw bytes and the
+   order becomes SUBMITTED — only then is it broadcast;
+5. the receipt is awaited; a transaction stuck past the timeout is replaced with the same
+   nonce and data at higher fees (each replacement recorded before it is sent);
+6. the receipt decides: status 1 -> fill from the Transfer logs, FILLED; status 0 -> FAILED
+   with the revert reason. Never re-sent blindly.
+
+``reconcile()`` finishes whatever a killed process left: a mined transaction becomes its
+fill, a transaction the node lost is re-broadcast byte for byte (idempotent: same hash, same
+nonce) or, past its deadline, cancelled, and an order that never got a transaction is
+cancelled. Paper mode records the would-be fill from an ``eth_simulateV1`` of approve + swap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import encode
+from eth_utils import function_signature_to_4byte_selector
+
+from dexpilot.chain.rpc import RpcClient
+from dexpilot.errors import ApiError, NetworkError, SystemFault
+from dexpilot.execution.fees import Fees, suggest_fees
+from dexpilot.execution.nonces import NonceManager
+from dexpilot.execution.receipts import token_flows
+from dexpilot.execution.wallet import HotWallet, SignedTx
+from dexpilot.ledger import Ledger, OrderRow, OrderStatus, TradeMode
+from dexpilot.ledger.models import TransactionRow, TxPurpose, TxStatus
+from dexpilot.strategy.intent import OrderIntent
+from dexpilot.venues.base import Quote, SwapTx, Venue
+
+APPROVE = function_signature_to_4byte_selector("approve(address,uint256)")
+ALLOWANCE = function_signature_to_4byte_selector("allowance(address,address)")
+APPROVE_GAS = 100_000
+CANCEL_GAS = 21_000
+
+
+def _no_checkpoint(name: str) -> None:
+    """Tests pass a checkpoint that kills the process at a named step; production does not."""
+
+
+@dataclass(frozen=True, slots=True)
+class LegPlan:
+    """One swap to make: the intent, the venue's quote and the bounds computed for it."""
+
+    intent: OrderIntent
+    venue: Venue
+    quote: Quote
+    min_amount_out: int
+    deadline: int  # unix seconds, from the latest block's timestamp
+
+    def __post_init__(self) -> None:
+        if self.min_amount_out <= 0:
+            raise ValueError(f"{self.intent.client_order_id}: min_amount_out must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    client_order_id: str
+    status: OrderStatus
+    amount_in: int = 0
+    amount_out: int = 0
+    tx_hash: str | None = None
+    gas_used: int = 0
+    gas_cost_wei: int = 0
+    error: str | None = None
+
+    @property
+    def filled(self) -> bool:
+        return self.status in (OrderStatus.FILLED, OrderStatus.SIMULATED)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    receipt_timeout_s: float = 30.0
+    max_replacements: int = 2
+    fee_bump_pct: int = 15
+    poll_interval_s: float = 0.05
+    approval_cap: int | None = None  # approve this much instead of the exact amount, if set
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        env: str,
+        client: RpcClient,
+        ledger: Ledger,
+        address: str,
+        chain_id: int,
+        mode: TradeMode,
+        signer: HotWallet | None = None,
+        settings: ExecutorSettings | None = None,
+        checkpoint: Callable[[str], None] = _no_checkpoint,
+    ) -> None:
+        if mode is TradeMode.LIVE and signer is None:
+            raise ValueError("live trading needs the hot-wallet signer")
+        if signer is not None and signer.address != address:
+            raise SystemFault(f"signer {signer.address} is not wallet A {address}")
+        self.env = env
+        self.client = client
+        self.ledger = ledger
+        self.address = address
+        self.chain_id = chain_id
+        self.mode = mode
+        self.signer = signer
+        self.settings = settings or ExecutorSettings()
+        self.checkpoint = checkpoint
+        self.nonces = NonceManager(client, address)
+
+    # -- entry points ---------------------------------------------------------------------
+    def execute(self, plan: LegPlan) -> ExecutionResult:
+        intent, quote = plan.intent, plan.quote
+        self.ledger.record_order(
+            client_order_id=intent.client_order_id, env=self.env, wallet=self.address,
+            venue=quote.venue, token_in=intent.token_in.address,
+            token_out=intent.token_out.address, amount_in=intent.amount_in,
+            min_amount_out=plan.min_amount_out, expected_amount_out=quote.amount_out,
+            mode=self.mode, strategy=intent.strategy, group_id=intent.group_id,
+        )
+        self.checkpoint("order_written")
+        swap = plan.venue.build_swap(quote, recipient=self.address,
+                                     min_amount_out=plan.min_amount_out, deadline=plan.deadline)
+        if self.mode is TradeMode.PAPER:
+            return self._simulate_paper(plan, swap)
+        try:
+            self._ensure_allowance(plan, swap.spender)
+            reason = self._would_revert(swap)
+        except (NetworkError, ApiError) as exc:
+            return self._fail(intent.client_order_id, f"before sending: {exc}")
+        if reason is not None:
+            return self._fail(intent.client_order_id, f"simulation reverted: {reason}")
+        fees = suggest_fees(self.client)
+        signed = self._sign(swap.to, swap.data, swap.value, swap.gas_limit, self.nonces.next(),
+                            fees)
+        self.ledger.record_transaction(
+            env=self.env, wallet=self.address, purpose=TxPurpose.SWAP, tx_hash=signed.tx_hash,
+            nonce=signed.nonce, raw_tx=signed.raw, max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas, gas_limit=swap.gas_limit,
+            order_client_id=intent.client_order_id, deadline=plan.deadline,
+        )
+        self.ledger.update_order_status(intent.client_order_id, OrderStatus.SUBMITTED,
+                                        tx_hash=signed.tx_hash, nonce=signed.nonce)
+        self.checkpoint("swap_signed")
+        self._broadcast(signed)
+        self.checkpoint("swap_sent")
+        receipt = self._await_with_replacement(signed, swap, fees, intent.client_order_id)
+        return self._settle(intent.client_order_id, receipt)
+
+    def reconcile(self) -> list[ExecutionResult]:
+        """Finish what an earlier (possibly killed) process left pending for this wallet."""
+        results: list[ExecutionResult] = []
+        by_nonce: dict[int, list[TransactionRow]] = {}
+        for tx in self.ledger.unresolved_transactions(self.address):
+            by_nonce.setdefault(tx.nonce, []).append(tx)
+        for nonce in sorted(by_nonce):
+            result = self._reconcile_nonce(nonce, by_nonce[nonce])
+            if result is not None:
+                results.append(result)
+        for order in self.ledger.pending_orders(self.address, env=self.env):
+            if order.status is OrderStatus.NEW:
+                # No swap was signed for it: nothing can be on chain. Its approval (if any)
+                # was reconciled above and is harmless: exact amount, spent by nobody.
+                self.ledger.update_order_status(order.client_order_id, OrderStatus.CANCELLED,
+                                                error="never sent: process stopped before signing")
+                results.append(ExecutionResult(order.client_order_id, OrderStatus.CANCELLED,
+                                               error="never sent"))
+        self.nonces.forget()
+        return results
+
+    # -- live steps -----------------------------------------------------------------------
+    def _sign(self, to: str, data: str, value: int, gas: int, nonce: int, fees: Fees) -> SignedTx:
+        assert self.signer is not None
+        return self.signer.sign({
+            "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": to, "data": data,
+            "value": value, "gas": gas, "maxFeePerGas": fees.max_fee_per_gas,
+            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+        })
+
+    def _broadcast(self, signed: SignedTx) -> None:
+        try:
+            self.client.request("eth_sendRawTransaction", [signed.raw])
+        except ApiError as exc:
+            if "already known" not in str(exc).lower():
+                raise
+        self.ledger.update_transaction(signed.tx_hash, TxStatus.SENT)
+
+    def _ensure_allowance(self, plan: LegPlan, spender: str) -> None:
+        token = plan.intent.token_in.address
+        data = "0x" + (ALLOWANCE + encode(["address", "address"], [self.address, spender])).hex()
+        allowance = int(self.client.request("eth_call", [{"to": token, "data": data}, "latest"]),
+                        16)
+        if allowance >= plan.intent.amount_in:
+            return
+        amount = max(plan.intent.amount_in, self.settings.approval_cap or 0)
+        approve = "0x" + (APPROVE + encode(["address", "uint256"], [spender, amount])).hex()
+        fees = suggest_fees(self.client)
+        signed = self._sign(token, approve, 0, APPROVE_GAS, self.nonces.next(), fees)
+        self.ledger.record_transaction(
+            env=self.env, wallet=self.address, purpose=TxPurpose.APPROVE, tx_hash=signed.tx_hash,
+            nonce=signed.nonce, raw_tx=signed.raw, max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas, gas_limit=APPROVE_GAS,
+            order_client_id=plan.intent.client_order_id,
+        )
+        self._broadcast(signed)
+        receipt = self.client.wait_for_receipt(signed.tx_hash,
+                                               timeout=self.settings.receipt_timeout_s)
+        self._record_receipt(signed.tx_hash, receipt)
+        if int(receipt["status"], 16) != 1:
+            raise ApiError(f"approval {signed.tx_hash} reverted")
+
+    def _would_revert(self, swap: SwapTx) -> str | None:
+        call = {"from": self.address, "to": swap.to, "data": swap.data, "value": hex(swap.value),
+                "gas": hex(swap.gas_limit)}
+        try:
+            self.client.request("eth_call", [call, "latest"])
+        except ApiError as exc:
+            return str(exc)
+        return None
+
+    def _await_with_replacement(
+        self, signed: SignedTx, swap: SwapTx, fees: Fees, client_order_id: str
+    ) -> dict[str, Any]:
+        hashes = [signed.tx_hash]
+        current_fees = fees
+        for attempt in range(self.settings.max_replacements + 1):
+            receipt = self._wait_any(hashes, self.settings.receipt_timeout_s)
+            if receipt is not None:
+                return receipt
+            if attempt == self.settings.max_replacements:
+                break
+            current_fees = current_fees.bumped(self.settings.fee_bump_pct)
+            replacement = self._sign(swap.to, swap.data, swap.value, swap.gas_limit,
+                                     signed.nonce, current_fees)
+            self.ledger.record_transaction(
+                env=self.env, wallet=self.address, purpose=TxPurpose.SWAP,
+                tx_hash=replacement.tx_hash, nonce=signed.nonce, raw_tx=replacement.raw,
+                max_fee_per_gas=current_fees.max_fee_per_gas,
+                max_priority_fee_per_gas=current_fees.max_priority_fee_per_gas,
+                gas_limit=swap.gas_limit, order_client_id=client_order_id,
+                replaces_tx_hash=hashes[-1],
+            )
+            self.ledger.update_order_status(client_order_id, OrderStatus.SUBMITTED,
+                                            tx_hash=replacement.tx_hash, nonce=signed.nonce)
+            self._broadcast(replacement)
+            hashes.append(replacement.tx_hash)
+        raise NetworkError(
+            f"order {client_order_id}: nonce {signed.nonce} not mined after "
+            f"{self.settings.max_replacements} fee bumps; it stays SUBMITTED for reconcile"
+        )
+
+    def _wait_any(self, hashes: list[str], timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            receipts = self.client.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+            for receipt in receipts:
+                if receipt is not None:
+                    return dict(receipt)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(self.settings.poll_interval_s)
+
+    def _record_receipt(self, tx_hash: str, receipt: Mapping[str, Any]) -> None:
+        ok = int(receipt["status"], 16) == 1
+        self.ledger.update_transaction(
+            tx_hash, TxStatus.MINED if ok else TxStatus.REVERTED,
+            block_number=int(receipt["blockNumber"], 16), gas_used=int(receipt["gasUsed"], 16),
+            effective_gas_price=int(receipt.get("effectiveGasPrice", "0x0"), 16),
+            error=None if ok else self._revert_reason(receipt),
+        )
+
+    def _settle(self, client_order_id: str, receipt: Mapping[str, Any]) -> ExecutionResult:
+        """Turn the receipt of one of the order's transactions into its final ledger state."""
+        tx_hash = str(receipt["transactionHash"]).lower()
+        self._record_receipt(tx_hash, receipt)
+        order = self.ledger.get_order(client_order_id)
+        assert order is not None
+        for tx in self.ledger.transactions_for_order(client_order_id):
+            if (tx.purpose is TxPurpose.SWAP and tx.tx_hash != tx_hash
+                    and tx.status in (TxStatus.SIGNED, TxStatus.SENT)):
+                self.ledger.update_transaction(tx.tx_hash, TxStatus.DROPPED)
+        gas_used = int(receipt["gasUsed"], 16)
+        gas_price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
+        if order.tx_hash != tx_hash:  # an earlier fee level was mined, not the last replacement
+            self.ledger.update_order_status(client_order_id, OrderStatus.SUBMITTED,
+                                            tx_hash=tx_hash, nonce=order.nonce)
+        if int(receipt["status"], 16) != 1:
+            reason = self._revert_reason(receipt)
+            self.ledger.update_order_status(client_order_id, OrderStatus.FAILED,
+                                            error=f"reverted on chain: {reason}")
+            return ExecutionResult(client_order_id, OrderStatus.FAILED, tx_hash=tx_hash,
+                                   gas_used=gas_used, gas_cost_wei=gas_used * gas_price,
+                                   error=f"reverted on chain: {reason}")
+        logs = receipt.get("logs") or []
+        sent, _ = token_flows(logs, self.address, order.token_in)
+        _, received = token_flows(logs, self.address, order.token_out)
+        self.ledger.add_fill(client_order_id, amount_in=sent, amount_out=received,
+                             tx_hash=tx_hash, nonce=order.nonce,
+                             block_number=int(receipt["blockNumber"], 16), gas_used=gas_used,
+                             effective_gas_price=gas_price)
+        return ExecutionResult(client_order_id, OrderStatus.FILLED, sent, received, tx_hash,
+                               gas_used, gas_used * gas_price)
+
+    def _revert_reason(self, receipt: Mapping[str, Any]) -> str:
+        """Replay the transaction at its block to read the revert message."""
+        tx = self.client.request("eth_getTransactionByHash", [receipt["transactionHash"]])
+        if not tx:
+            return "reason unavailable"
+        call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": tx["value"],
+                "gas": tx["gas"]}
+        block = hex(int(receipt["blockNumber"], 16) - 1)
+        try:
+            self.client.request("eth_call", [call, block])
+        except ApiError as exc:
+            return str(exc).split("failed: ", 1)[-1]
+        return "reason unavailable (replay succeeded)"
+
+    def _fail(self, client_order_id: str, error: str) -> ExecutionResult:
+        self.ledger.update_order_status(client_order_id, OrderStatus.FAILED, error=error)
+        return ExecutionResult(client_order_id, OrderStatus.FAILED, error=error)
+
+    # -- reconcile ------------------------------------------------------------------------
+    def _reconcile_nonce(self, nonce: int, txs: list[TransactionRow]) -> ExecutionResult | None:
+        receipts = self.client.batch([("eth_getTransactionReceipt", [t.tx_hash]) for t in txs])
+        mined = next((dict(r) for r in receipts if r is not None), None)
+        swap_order = next((t for t in txs if t.purpose is TxPurpose.SWAP and t.order_id), None)
+        order_id = self._order_client_id(swap_order) if swap_order else None
+        if mined is not None:
+            if order_id is None:
+                # The ledger drops the nonce's other transactions when one is mined.
+                self._record_receipt(str(mined["transactionHash"]).lower(), mined)
+                return None
+            return self._settle(order_id, mined)
+        if self.nonces.confirmed_count() > nonce:
+            # Another transaction (not one of ours in the ledger) took this nonce.
+            for t in txs:
+                self.ledger.update_transaction(t.tx_hash, TxStatus.DROPPED,
+                                               error="nonce consumed by another transaction")
+            if order_id is not None:
+                self.ledger.update_order_status(order_id, OrderStatus.CANCELLED,
+                                                error="dropped: nonce used by another tx")
+                return ExecutionResult(order_id, OrderStatus.CANCELLED, error="dropped")
+            return None
+        latest = txs[-1]
+        known = self.client.batch([("eth_getTransactionByHash", [t.tx_hash]) for t in txs])
+        if not any(known):
+            block = self.client.request("eth_getBlockByNumber", ["latest", False])
+            if latest.deadline is None or latest.deadline > int(block["timestamp"], 16):
+                # Identical bytes: same hash and nonce, so it can land at most once.
+                self._broadcast(SignedTx(latest.tx_hash, latest.raw_tx, latest.nonce))
+            else:
+                self._cancel(nonce, latest)
+        receipt = self._wait_any([t.tx_hash for t in self._unresolved_at(nonce)],
+                                 self.settings.receipt_timeout_s)
+        if receipt is None:
+            raise NetworkError(f"nonce {nonce} still pending after reconcile; retry later")
+        if order_id is not None:
+            return self._settle(order_id, receipt)
+        self._record_receipt(str(receipt["transactionHash"]).lower(), receipt)
+        return None
+
+    def _unresolved_at(self, nonce: int) -> list[TransactionRow]:
+        return [t for t in self.ledger.unresolved_transactions(self.address) if t.nonce == nonce]
+
+    def _cancel(self, nonce: int, stale: TransactionRow) -> None:
+        """Consume ``nonce`` with a zero-value self-transfer so the stale swap can never land."""
+        fees = Fees(stale.max_fee_per_gas, stale.max_priority_fee_per_gas).bumped(
+            self.settings.fee_bump_pct)
+        fresh = suggest_fees(self.client)
+        fees = Fees(max(fees.max_fee_per_gas, fresh.max_fee_per_gas),
+                    max(fees.max_priority_fee_per_gas, fresh.max_priority_fee_per_gas))
+        signed = self._sign(self.address, "0x", 0, CANCEL_GAS, nonce, fees)
+        self.ledger.record_transaction(
+            env=self.env, wallet=self.address, purpose=TxPurpose.CANCEL, tx_hash=signed.tx_hash,
+            nonce=nonce, raw_tx=signed.raw, max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas, gas_limit=CANCEL_GAS,
+            replaces_tx_hash=stale.tx_hash,
+        )
+        self._broadcast(signed)
+
+    def _order_client_id(self, tx: TransactionRow) -> str | None:
+        if tx.order_id is None:
+            return None
+        with self.ledger.session(write=False) as session:
+            order = session.get(OrderRow, tx.order_id)
+        return order.client_order_id if order is not None else None
+
+    # -- paper ----------------------------------------------------------------------------
+    def _simulate_paper(self, plan: LegPlan, swap: SwapTx) -> ExecutionResult:
+        intent = plan.intent
+        approve = "0x" + (APPROVE + encode(["address", "uint256"],
+                                           [swap.spender, intent.amount_in])).hex()
+        calls = [
+            {"from": self.address, "to": intent.token_in.address, "data": approve},
+            {"from": self.address, "to": swap.to, "data": swap.data, "value": hex(swap.value),
+             "gas": hex(swap.gas_limit)},
+        ]
+        try:
+            result = self.client.request("eth_simulateV1", [
+                {"blockStateCalls": [{"calls": calls}], "validation": False}, "latest"])
+        except (ApiError, NetworkError) as exc:
+            return self._fail(intent.client_order_id, f"paper simulation failed: {exc}")
+        swap_call = result[0]["calls"][1]
+        if int(swap_call["status"], 16) != 1:
+            error = swap_call.get("error", {})
+            message = error.get("message", "reverted") if isinstance(error, dict) else str(error)
+            return self._fail(intent.client_order_id, f"paper simulation reverted: {message}")
+        logs = swap_call.get("logs") or []
+        sent, _ = token_flows(logs, self.address, intent.token_in.address)
+        _, received = token_flows(logs, self.address, intent.token_out.address)
+        gas_used = int(swap_call["gasUsed"], 16)
+        self.ledger.add_fill(intent.client_order_id, amount_in=sent, amount_out=received,
+                             gas_used=gas_used)
+        return ExecutionResult(intent.client_order_id, OrderStatus.SIMULATED, sent, received,
+                               gas_used=gas_used)

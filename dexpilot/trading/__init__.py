@@ -1,0 +1,1 @@
+"""The trading cycle: market data -> signals -> orders -> route -> risk -> execution -> record."""

@@ -1,0 +1,345 @@
+"""One trading cycle as named steps, each a plain function over a ``TradingRuntime``.
+
+The Prefect flows compose these steps as tasks; tests and benchmarks call them directly.
+Every risk decision is recorded; only approved orders reach the executor; a ``SystemFault``
+anywhere moves the bot to ERROR (the caller does that, see ``flows/trading_cycle.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import select
+
+from dexpilot.analysis.signal import Signal
+from dexpilot.analysis.spread_model import spread_signals
+from dexpilot.chain.reader import ChainReader
+from dexpilot.chain.rpc import RpcClient
+from dexpilot.config import AppConfig
+from dexpilot.errors import ApiError, NetworkError, SystemFault
+from dexpilot.execution.executor import ExecutionResult, Executor, ExecutorSettings, LegPlan
+from dexpilot.execution.fees import suggest_fees
+from dexpilot.execution.wallet import HotWallet
+from dexpilot.ledger import ErrorKind, FillRow, Ledger, OrderRow, SignalRow, TradeMode
+from dexpilot.market.pools import MarketSnapshot
+from dexpilot.market.valuation import quote_prices, reference_prices
+from dexpilot.money import Token
+from dexpilot.risk import RiskContext, RiskDecision, RiskEngine, TradeProposal, min_amount_out
+from dexpilot.risk.checks import quote_value
+from dexpilot.routing.router import Route, Router
+from dexpilot.state import BotStateMachine, LedgerTransitionStore
+from dexpilot.strategy.arbitrage import CrossVenueArbitrage
+from dexpilot.strategy.base import Strategy, StrategyContext
+from dexpilot.strategy.intent import OrderIntent
+from dexpilot.trading.failover import with_failover
+from dexpilot.venues.base import Venue
+from dexpilot.venues.registry import venues_from_config
+
+DEADLINE_S = 120  # swaps revert if not mined within this long after the latest block
+
+
+@dataclass
+class TradingRuntime:
+    """Everything a cycle needs, built once per flow run (or per session)."""
+
+    config: AppConfig
+    client: RpcClient
+    reader: ChainReader
+    ledger: Ledger
+    venues: dict[str, Venue]
+    router: Router
+    strategy: Strategy
+    risk: RiskEngine
+    executor: Executor
+    state: BotStateMachine
+    quote: Token
+    hub: Token
+
+    @classmethod
+    def build(cls, config: AppConfig, signer: HotWallet | None, *,
+              executor_settings: ExecutorSettings | None = None,
+              extra_venues: Sequence[Venue] = ()) -> TradingRuntime:
+        mode = TradeMode(config.strategy.mode)
+        if mode is TradeMode.LIVE and signer is None:
+            raise SystemFault("live mode needs the hot-wallet key")
+        client = RpcClient(config.chain.rpc_urls, timeout=config.chain.rpc_timeout_s)
+        with_failover(client, lambda: client.verify_chain_id(config.chain.chain_id))
+        ledger = Ledger(config.ledger.url)
+        ledger.upgrade()
+        venues = venues_from_config(config, client)
+        for venue in extra_venues:
+            venues[venue.name] = venue
+        hub = config.token(config.chain.weth)
+        params = config.strategy.params
+        strategy = CrossVenueArbitrage(
+            min_profit_bps=float(params.get("min_profit_bps", 5.0)),
+            slippage_bps=config.risk.max_slippage_bps,
+        )
+        return cls(
+            config=config, client=client,
+            reader=ChainReader(client, config.chain.multicall,
+                               expected_chain_id=config.chain.chain_id),
+            ledger=ledger, venues=venues, router=Router(venues, native=hub), strategy=strategy,
+            risk=RiskEngine.from_config(config),
+            executor=Executor(env=config.env, client=client, ledger=ledger,
+                              address=config.wallets.hot, chain_id=config.chain.chain_id,
+                              mode=mode, signer=signer, settings=executor_settings),
+            state=BotStateMachine(LedgerTransitionStore(ledger), config.env),
+            quote=config.token(config.strategy.quote_token), hub=hub,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+        self.ledger.dispose()
+
+
+@dataclass
+class RoutedOrder:
+    intent: OrderIntent
+    route: Route | None
+    proposal: TradeProposal | None = None
+    decision: RiskDecision | None = None
+    error: str | None = None
+
+
+@dataclass
+class CycleReport:
+    cycle_id: str
+    block_number: int = 0
+    signals: int = 0
+    intents: int = 0
+    approved: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    executions: list[ExecutionResult] = field(default_factory=list)
+    reconciled: list[ExecutionResult] = field(default_factory=list)
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    skipped_reason: str | None = None
+
+
+# -- the steps --------------------------------------------------------------------------
+def reconcile(rt: TradingRuntime) -> list[ExecutionResult]:
+    return rt.executor.reconcile()
+
+
+def read_snapshot(rt: TradingRuntime) -> MarketSnapshot:
+    tokens = [t.token() for t in rt.config.tokens]
+    return with_failover(rt.client, lambda: rt.reader.snapshot(
+        rt.config.pool_refs(), tokens, [rt.config.wallets.hot]))
+
+
+def generate_signals(rt: TradingRuntime, snapshot: MarketSnapshot) -> list[Signal]:
+    signals = spread_signals(snapshot)
+    if signals:
+        rt.ledger.record_signals(SignalRow(
+            model=s.model, pair=s.pair, side=s.side.value, edge_bps=s.edge_bps,
+            confidence=s.confidence, horizon_s=int(s.horizon_s),
+            inputs_from=s.inputs_from or datetime.now(UTC),
+            inputs_to=s.inputs_to or datetime.now(UTC), payload=dict(s.details),
+        ) for s in signals)
+    return signals
+
+
+def balances_by_symbol(rt: TradingRuntime, snapshot: MarketSnapshot) -> dict[str, int]:
+    wallet = rt.config.wallets.hot
+    return {t.symbol: snapshot.token_balances.get((wallet, t.address), 0)
+            for t in rt.config.tokens}
+
+
+def plan_orders(rt: TradingRuntime, signals: Sequence[Signal], snapshot: MarketSnapshot,
+                gas_price_wei: int, cycle_id: str) -> list[OrderIntent]:
+    prices = quote_prices(snapshot, rt.quote, rt.hub)
+    context = StrategyContext(
+        snapshot=snapshot, wallet=rt.config.wallets.hot, quote_token=rt.quote,
+        balances=balances_by_symbol(rt, snapshot), max_trade_quote=rt.config.risk.max_trade_quote,
+        gas_price_wei=gas_price_wei, native_price_quote=prices.get(rt.hub.symbol, 0.0),
+        cycle_id=cycle_id, params=rt.config.strategy.params, prices=prices,
+    )
+    return rt.strategy.orders(signals, context)
+
+
+def route_orders(rt: TradingRuntime, intents: Sequence[OrderIntent], snapshot: MarketSnapshot,
+                 gas_price_wei: int) -> list[RoutedOrder]:
+    routed: list[RoutedOrder] = []
+    for intent in intents:
+        previous = routed[-1] if routed else None
+        if (previous is not None and previous.route is not None and intent.group_id
+                and previous.intent.group_id == intent.group_id
+                and previous.intent.token_out == intent.token_in):
+            # A chained leg sells what the previous leg's exact quote delivers, so an
+            # inventory round trip ends flat in the middle token.
+            intent = replace(intent, amount_in=previous.route.amount_out)
+        try:
+            route = rt.router.route(intent, snapshot, gas_price_wei=gas_price_wei)
+        except (ApiError, NetworkError) as exc:
+            routed.append(RoutedOrder(intent, None, error=f"no route: {exc}"))
+            continue
+        routed.append(RoutedOrder(intent, route))
+    return routed
+
+
+def check_risk(rt: TradingRuntime, routed: Sequence[RoutedOrder], snapshot: MarketSnapshot,
+               gas_price_wei: int) -> list[RoutedOrder]:
+    prices = quote_prices(snapshot, rt.quote, rt.hub)
+    slippage = rt.config.risk.max_slippage_bps
+    proposals = []
+    for order in routed:
+        if order.route is None:
+            rt.ledger.record_risk_decision(order.intent.client_order_id, approved=False,
+                                           rule="route", reason=order.error or "no route")
+            continue
+        route, intent = order.route, order.intent
+        pool_price = None
+        pool = intent.details.get("pool")
+        if isinstance(pool, str):
+            pool_price = snapshot.pool(pool).price_of(intent.token_in)
+        order.proposal = TradeProposal(
+            intent=intent, expected_out=route.amount_out,
+            min_out=min_amount_out(route.amount_out, slippage),
+            amount_in_quote=quote_value(intent.amount_in, intent.token_in,
+                                        prices.get(intent.token_in.symbol, 0.0), rt.quote),
+            expected_out_quote=quote_value(route.amount_out, intent.token_out,
+                                           prices.get(intent.token_out.symbol, 0.0), rt.quote),
+            price_impact_bps=max(leg.quote.price_impact_bps for leg in route.legs),
+            venues=route.venues, gas_limit=max(route.gas_estimate, 1),
+            gas_price_wei=gas_price_wei, pool_price=pool_price,
+        )
+        proposals.append(order)
+    context = RiskContext(
+        balances=balances_by_symbol(rt, snapshot), prices=prices,
+        traded_today_quote=traded_today_quote(rt, prices),
+        realized_pnl_today_quote=0,
+        gas_price_wei=gas_price_wei,
+        native_balance_wei=snapshot.native_balances.get(rt.config.wallets.hot, 0),
+        reference_prices=reference_prices(snapshot, rt.quote, rt.hub),
+    )
+    decisions = rt.risk.evaluate_batch([o.proposal for o in proposals if o.proposal], context)
+    for order, decision in zip(proposals, decisions, strict=True):
+        order.decision = decision
+        rt.ledger.record_risk_decision(**decision.record())
+    return list(routed)
+
+
+def traded_today_quote(rt: TradingRuntime, prices: dict[str, float]) -> int:
+    """Today's (UTC) traded volume of wallet A: every fill's input, valued in the quote token."""
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    tokens = {t.address: t.token() for t in rt.config.tokens}
+    total = 0
+    with rt.ledger.session(write=False) as session:
+        rows = session.exec(
+            select(FillRow.token_in, FillRow.amount_in)
+            .join(OrderRow, FillRow.order_id == OrderRow.id)  # type: ignore[arg-type]
+            .where(OrderRow.wallet == rt.config.wallets.hot, OrderRow.env == rt.config.env,
+                   FillRow.filled_at >= start)
+        ).all()
+    for token_address, amount in rows:
+        token = tokens.get(token_address)
+        if token is not None:
+            total += quote_value(amount, token, prices.get(token.symbol, 0.0), rt.quote)
+    return total
+
+
+def execute_approved(rt: TradingRuntime, routed: Sequence[RoutedOrder],
+                     snapshot: MarketSnapshot) -> list[ExecutionResult]:
+    results: list[ExecutionResult] = []
+    failed_groups: set[str] = set()
+    deadline = snapshot.block_timestamp + DEADLINE_S
+    for order in routed:
+        if order.decision is None or not order.decision.approved or order.route is None:
+            continue
+        intent = order.intent
+        if intent.group_id in failed_groups:
+            continue  # never trade the second leg of an arbitrage whose first leg failed
+        for i, leg in enumerate(order.route.legs):
+            leg_id = intent.client_order_id if len(order.route.legs) == 1 \
+                else f"{intent.client_order_id}.{i + 1}"
+            leg_intent = OrderIntent(
+                leg_id, intent.strategy, intent.token_in, intent.token_out, leg.amount_in,
+                venue=leg.venue, group_id=intent.group_id, reason=intent.reason,
+            )
+            plan = LegPlan(leg_intent, rt.venues[leg.venue], leg.quote,
+                           min_amount_out(leg.amount_out, rt.config.risk.max_slippage_bps),
+                           deadline)
+            result = rt.executor.execute(plan)
+            results.append(result)
+            if not result.filled and intent.group_id:
+                failed_groups.add(intent.group_id)
+                break
+    return results
+
+
+StepRunner = Callable[..., Any]
+
+
+def call_directly(name: str, step: Callable[..., Any], *args: Any) -> Any:
+    """The default step runner: no orchestration, just the call (tests, benchmarks)."""
+    return step(*args)
+
+
+def run_cycle(rt: TradingRuntime, cycle_id: str | None = None,
+              run_step: StepRunner = call_directly) -> CycleReport:
+    """One whole cycle: reconcile, snapshot, signals, orders, route, risk, execute.
+
+    ``run_step(name, function, *args)`` runs each step; the Prefect flow passes one that
+    runs it as a task with that step's retry policy, so the order of steps and the state
+    handling live here once. A ``SystemFault`` from any step moves the bot to ERROR.
+    """
+    report = CycleReport(cycle_id or f"c{int(time.time() * 1000)}")
+    rt.state.start()
+    try:
+        _run_steps(rt, report, run_step)
+    except SystemFault as exc:
+        rt.state.fault(str(exc))
+        rt.ledger.record_error(rt.config.env, ErrorKind.SYSTEM, "trading_cycle", str(exc))
+        raise
+    return report
+
+
+def _run_steps(rt: TradingRuntime, report: CycleReport, run_step: StepRunner) -> None:
+    def step(name: str, function: Callable[..., Any], *args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return run_step(name, function, *args)
+        finally:
+            report.step_seconds[name] = time.perf_counter() - started
+
+    report.reconciled = step("reconcile", reconcile, rt)
+    if not rt.state.may_trade():
+        report.skipped_reason = f"bot is {rt.state.state.value}"
+        return
+    snapshot: MarketSnapshot = step("snapshot", read_snapshot, rt)
+    report.block_number = snapshot.block_number
+    gas_price: int = step("gas_price", current_gas_price, rt)
+    signals = step("signals", generate_signals, rt, snapshot)
+    report.signals = len(signals)
+    intents = step("plan", plan_orders, rt, signals, snapshot, gas_price, report.cycle_id)
+    report.intents = len(intents)
+    if not intents:
+        return
+    routed = step("route", route_orders, rt, intents, snapshot, gas_price)
+    checked: list[RoutedOrder] = step("risk", check_risk, rt, routed, snapshot, gas_price)
+    for order in checked:
+        if order.decision is not None and order.decision.approved:
+            report.approved += 1
+        else:
+            rule = order.decision.rule if order.decision else "route"
+            report.rejected[rule] = report.rejected.get(rule, 0) + 1
+    fault = next((o.decision for o in checked
+                  if o.decision is not None and o.decision.system_fault), None)
+    if fault is not None:
+        raise SystemFault(fault.reason)
+    if not report.approved:
+        return
+    rt.state.begin_trading(f"cycle {report.cycle_id}: {report.approved} orders")
+    try:
+        report.executions = step("execute", execute_approved, rt, checked, snapshot)
+    finally:
+        rt.state.end_trading()
+
+
+def current_gas_price(rt: TradingRuntime) -> int:
+    """The max fee per gas the cycle's transactions would offer (what the risk caps)."""
+    return with_failover(rt.client, lambda: suggest_fees(rt.client).max_fee_per_gas)

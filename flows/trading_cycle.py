@@ -1,0 +1,27 @@
+"""One trading cycle (seed diagram 3): market data -> analysis -> decision -> risk check ->
+execution -> state update. Pending orders from an earlier run are reconciled first; wallet A
+is locked for the cycle so no other cycle can trade it at the same time."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow
+
+from dexpilot.trading.cycle import run_cycle
+from settings.blocks import load_settings
+from tasks.locks import wallet_lock
+from tasks.trading import run_step_as_task, trading_runtime
+
+
+@flow(name="trading-cycle")
+def trading_cycle(env: str = "dev") -> dict[str, Any]:
+    config = load_settings(env)
+    with wallet_lock(config.wallets.hot), trading_runtime(config) as runtime:
+        report = run_cycle(runtime, run_step=run_step_as_task)
+    return asdict(report)
+
+
+if __name__ == "__main__":
+    trading_cycle()

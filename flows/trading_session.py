@@ -1,0 +1,44 @@
+"""A long-running trading session: one cycle every interval until stopped or a bound is hit.
+
+A flow run per cycle costs seconds of orchestration; here each cycle is a handful of task
+runs inside one flow run. The session ends when the bot is STOPPED or in ERROR, or after
+``max_cycles`` / ``max_seconds``; a PAUSED bot keeps the session alive but trades nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from dexpilot.state import BotState
+from dexpilot.trading.cycle import run_cycle
+from dexpilot.trading.session import SessionSummary
+from settings.blocks import load_settings
+from tasks.locks import wallet_lock
+from tasks.trading import run_step_as_task, trading_runtime
+
+
+@flow(name="trading-session")
+def trading_session(env: str = "dev", max_cycles: int | None = None,
+                    max_seconds: float | None = None,
+                    interval_s: float | None = None) -> dict[str, Any]:
+    config = load_settings(env)
+    interval = interval_s if interval_s is not None else config.strategy.cycle_interval_s
+    summary = SessionSummary()
+    started = time.monotonic()
+    with trading_runtime(config) as runtime:
+        while not summary.bound_reached(max_cycles, max_seconds, started):
+            with wallet_lock(config.wallets.hot):
+                summary.add(run_cycle(runtime, run_step=run_step_as_task))
+            if runtime.state.state in (BotState.STOPPED, BotState.ERROR):
+                get_run_logger().warning("session ends: bot is %s", runtime.state.state.value)
+                break
+            time.sleep(interval)
+    return asdict(summary)
+
+
+if __name__ == "__main__":
+    trading_session(max_cycles=10)

@@ -1,0 +1,59 @@
+"""The trading cycle's steps as Prefect tasks, each with the retry policy its step can bear.
+
+Reads (reconcile, snapshot, gas price, routing) retry ``NetworkError`` with backoff; steps
+that write decisions or send transactions never retry: a sent transaction is reconciled by
+hash and nonce in the next cycle, never re-sent blindly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import Task
+
+from dexpilot.config import AppConfig
+from dexpilot.execution.wallet import HotWallet
+from dexpilot.trading.cycle import TradingRuntime
+from settings.blocks import load_hot_wallet_key
+from tasks.policy import NETWORK_RETRIES, NETWORK_RETRY_DELAYS, retry_on_network_errors
+
+RETRYING_STEPS = frozenset({"reconcile", "snapshot", "gas_price", "signals", "plan", "route"})
+_tasks: dict[tuple[str, Callable[..., Any]], Task[..., Any]] = {}
+
+
+def _task_for(name: str, function: Callable[..., Any]) -> Task[..., Any]:
+    key = (name, function)
+    if key not in _tasks:
+        retrying = name in RETRYING_STEPS
+        _tasks[key] = Task(
+            fn=function, name=name, cache_policy=NO_CACHE,
+            retries=NETWORK_RETRIES if retrying else 0,
+            retry_delay_seconds=NETWORK_RETRY_DELAYS if retrying else 0,
+            retry_condition_fn=retry_on_network_errors if retrying else None,
+        )
+    return _tasks[key]
+
+
+def run_step_as_task(name: str, function: Callable[..., Any], *args: Any) -> Any:
+    """The step runner the flows hand to ``run_cycle``."""
+    return _task_for(name, function)(*args)
+
+
+@contextmanager
+def trading_runtime(config: AppConfig) -> Iterator[TradingRuntime]:
+    """Clients, ledger, venues and (in live mode) the signer, for the length of a flow run.
+
+    The key is read here, inside the run, never passed as a flow or task parameter (Prefect
+    stores those).
+    """
+    signer = None
+    if config.strategy.mode == "live":
+        signer = HotWallet(load_hot_wallet_key(config.env).get_secret_value())
+    runtime = TradingRuntime.build(config, signer)
+    try:
+        yield runtime
+    finally:
+        runtime.close()

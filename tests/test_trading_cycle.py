@@ -1,0 +1,124 @@
+"""The trading cycle end to end on the dev chain: real Uniswap, real signing, real ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from dexpilot.chain.manifest import DevnetManifest
+from dexpilot.chain.reader import ChainReader
+from dexpilot.chain.rpc import RpcClient
+from dexpilot.chain.simulator import MarketSimulator
+from dexpilot.config import AppConfig
+from dexpilot.execution.wallet import HotWallet
+from dexpilot.ledger import FillRow, OrderRow, OrderStatus, RiskDecisionRow
+from dexpilot.state import BotState
+from dexpilot.trading.cycle import TradingRuntime, run_cycle
+from settings.files import load_config
+
+ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+
+
+@pytest.fixture
+def config(devnet: DevnetManifest, chain: RpcClient, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> AppConfig:
+    devnet.write(tmp_path / "manifest.json")
+    monkeypatch.setenv("DEXPILOT_MANIFEST", str(tmp_path / "manifest.json"))
+    monkeypatch.setenv("DEXPILOT_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    return load_config("test")
+
+
+@pytest.fixture
+def runtime(config: AppConfig) -> Iterator[TradingRuntime]:
+    rt = TradingRuntime.build(config, HotWallet(ANVIL_KEY_1))
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def _push(chain: RpcClient, devnet: DevnetManifest, venue: str, pair: str, factor: float) -> None:
+    """Move one pool's price by ``factor`` with a noise-trader swap (another market actor)."""
+    sim = MarketSimulator(chain, devnet)
+    reader = ChainReader(chain, devnet.multicall, expected_chain_id=devnet.chain_id)
+    snap = next(s for s in reader.snapshot(devnet.pool_refs()).pools
+                if s.pool.venue == venue and s.pool.pair == pair)
+    assert sim.push(snap, snap.price() * factor)
+
+
+def _balances(chain: RpcClient, devnet: DevnetManifest) -> dict[str, int]:
+    reader = ChainReader(chain, devnet.multicall, expected_chain_id=devnet.chain_id)
+    tokens = [t.token() for t in devnet.tokens]
+    snap = reader.snapshot([], tokens, [devnet.hot_wallet])
+    out = {t.symbol: snap.balance(devnet.hot_wallet, t) for t in tokens}
+    out["ETH"] = snap.native_balances[devnet.hot_wallet]
+    return out
+
+
+def test_profitable_arbitrage_is_executed_and_ledger_matches_chain(
+    runtime: TradingRuntime, chain: RpcClient, devnet: DevnetManifest
+) -> None:
+    _push(chain, devnet, "sushiswap-v2", "WETH/USDC", 1.02)  # WETH 2 % dearer on sushiswap
+    before = _balances(chain, devnet)
+
+    report = run_cycle(runtime, "t1")
+
+    assert report.signals >= 1 and report.intents == 2, report
+    assert [e.status for e in report.executions] == [OrderStatus.FILLED] * 2, report.executions
+    after = _balances(chain, devnet)
+    usdc = next(t for t in devnet.tokens if t.symbol == "USDC").address
+    weth = next(t for t in devnet.tokens if t.symbol == "WETH").address
+    with runtime.ledger.session(write=False) as session:
+        fills = session.exec(select(FillRow)).all()
+        orders = {o.id: o for o in session.exec(select(OrderRow)).all()}
+    assert len(fills) == 2
+    delta: dict[str, int] = {usdc: 0, weth: 0}
+    gas = 0
+    for fill in fills:
+        delta[fill.token_in] -= fill.amount_in
+        delta[fill.token_out] += fill.amount_out
+        gas += (fill.gas_used or 0) * (fill.effective_gas_price or 0)
+        assert orders[fill.order_id].status is OrderStatus.FILLED
+        assert orders[fill.order_id].min_amount_out > 0
+    approvals_gas = before["ETH"] - after["ETH"] - gas  # exact approvals cost gas too
+    assert approvals_gas >= 0
+    assert after["USDC"] - before["USDC"] == delta[usdc]
+    assert after["WETH"] - before["WETH"] == delta[weth]
+    assert delta[usdc] > 0, "the round trip must have made money in USDC"
+    assert delta[weth] == 0, "inventory arbitrage ends flat in the middle token"
+    assert runtime.state.state is BotState.RUNNING
+
+
+def test_quiet_market_trades_nothing(runtime: TradingRuntime) -> None:
+    report = run_cycle(runtime, "quiet")
+    assert report.executions == []
+    with runtime.ledger.session(write=False) as session:
+        assert session.exec(select(OrderRow)).all() == []
+
+
+def test_paused_bot_does_not_trade(runtime: TradingRuntime, chain: RpcClient,
+                                   devnet: DevnetManifest) -> None:
+    _push(chain, devnet, "sushiswap-v2", "WETH/USDC", 1.02)
+    runtime.state.start()
+    runtime.state.pause("operator pause", actor="test")
+    report = run_cycle(runtime, "paused")
+    assert report.skipped_reason == "bot is PAUSED"
+    with runtime.ledger.session(write=False) as session:
+        assert session.exec(select(OrderRow)).all() == []
+
+
+def test_manipulated_pool_is_refused_by_the_reference_check(
+    runtime: TradingRuntime, chain: RpcClient, devnet: DevnetManifest
+) -> None:
+    _push(chain, devnet, "sushiswap-v2", "WETH/USDC", 1.10)  # 10 % off every other pool
+    before = _balances(chain, devnet)
+    report = run_cycle(runtime, "manip")
+    assert report.executions == []
+    assert report.rejected, report
+    with runtime.ledger.session(write=False) as session:
+        rules = {d.rule for d in session.exec(select(RiskDecisionRow)).all() if not d.approved}
+    assert rules & {"reference_price", "price_impact"}, rules
+    assert _balances(chain, devnet)["USDC"] == before["USDC"]
