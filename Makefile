@@ -14,8 +14,14 @@ TEST_DEBS := postgresql
 
 .PHONY: run test lint typecheck setup deps-python deps-node deps-system devnet-down clean
 
-run: setup
-	$(BIN)/dexpilot demo --seconds $(or $(SECONDS),5)
+# The demo keeps its Prefect state (local server database, blocks) beside the dev chain.
+run: setup .env
+	PREFECT_HOME=$(CURDIR)/.devnet/prefect PREFECT_LOGGING_LEVEL=WARNING \
+	  $(BIN)/dexpilot demo --cycles $(or $(CYCLES),10)
+
+# dev only: .env.example holds anvil's public test key for the local dev chain.
+.env:
+	cp .env.example $@
 
 test: setup deps-system lint typecheck
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

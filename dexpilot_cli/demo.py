@@ -1,20 +1,133 @@
-"""`dexpilot demo`: what `make run` shows on the embedded default."""
+"""`dexpilot demo`: what `make run` shows on the embedded default.
+
+The dev chain with real Uniswap, noise traders moving prices in the background, and the
+`trading-session` flow running on local Prefect against the `dev` settings block for a
+bounded number of cycles; then a summary of what the bot did.
+"""
 
 from __future__ import annotations
 
+import threading
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
 
 from dexpilot.chain import devnet
-from dexpilot_cli.devnet import console, run_simulation, summary
+from dexpilot.chain.manifest import DevnetManifest
+from dexpilot.chain.reader import ChainReader
+from dexpilot.chain.rpc import RpcClient
+from dexpilot.chain.simulator import MarketSimulator, SimulatorParams
+from dexpilot.errors import DexpilotError
+from dexpilot.market.valuation import quote_prices
+from dexpilot.money import format_units
+from dexpilot.trading.cycle import CycleReport
+from dexpilot.trading.session import CYCLE_LISTENERS
+from dexpilot_cli.devnet import console, print_market
+
+
+def _wallet_value(client: RpcClient, manifest: DevnetManifest,
+                  prices: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
+    reader = ChainReader(client, manifest.multicall, expected_chain_id=manifest.chain_id)
+    tokens = [t.token() for t in manifest.tokens]
+    snap = reader.snapshot(manifest.pool_refs(), tokens, [manifest.hot_wallet])
+    usdc = next(t for t in tokens if t.symbol == "USDC")
+    weth = next(t for t in tokens if t.symbol == manifest.weth)
+    prices = prices or quote_prices(snap, usdc, weth)
+    value = sum(snap.balance(manifest.hot_wallet, t) / 10**t.decimals * prices.get(t.symbol, 0)
+                for t in tokens)
+    value += snap.native_balances[manifest.hot_wallet] / 10**18 * prices[weth.symbol]
+    return value, prices
 
 
 def demo(
-    seconds: float = typer.Option(5.0, min=0.1, help="how long the market simulator runs"),
+    cycles: int = typer.Option(10, min=1, help="trading cycles to run"),
+    interval: float = typer.Option(1.0, min=0.0, help="seconds between cycles"),
+    seed: int = typer.Option(7, help="random seed of the simulated market"),
 ) -> None:
-    """Start the dev chain, let the market move for a while, and show the market."""
+    """Dev chain + market simulator + a bounded trading session, then a summary."""
+    from flows.trading_session import trading_session
+    from settings.blocks import push_settings
+
     with console.status("Starting the dev chain (first start deploys the market)..."):
         manifest, started = devnet.up()
     console.print(f"dev chain {'started' if started else 'already running'} at "
                   f"{manifest.rpc_url} (chain id {manifest.chain_id})")
-    run_simulation(manifest, seconds=seconds)
-    summary()
+    with console.status("Pushing the dev settings to Prefect (local server)..."):
+        try:
+            pushed = push_settings("dev")
+        except DexpilotError as exc:
+            console.print(f"[red]dev settings are not usable:[/] {exc}")
+            raise typer.Exit(1) from exc
+    console.print(f"settings block 'dev' saved ({pushed.block.config.strategy.mode} mode)")
+
+    client = RpcClient([manifest.rpc_url])
+    value_before, prices = _wallet_value(client, manifest)
+    stop = threading.Event()
+    sim = MarketSimulator(RpcClient([manifest.rpc_url]), manifest,
+                          SimulatorParams(seed=seed, venue_noise=0.006))
+
+    def trade_noise() -> None:
+        # Other traders move the market about once per cycle; faster noise mostly makes the
+        # bot's bounded swaps refuse (they do, and it is recorded).
+        while not stop.wait(max(interval, 0.2)):
+            sim.step()
+
+    noise = threading.Thread(target=trade_noise, name="market-simulator", daemon=True)
+    with Progress(TextColumn("[bold]trading session"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), console=console) as progress:
+        bar = progress.add_task("cycles", total=cycles, info="starting Prefect...")
+        filled = 0
+
+        def on_cycle(report: CycleReport) -> None:
+            nonlocal filled
+            filled += sum(1 for e in report.executions if e.filled)
+            progress.update(bar, advance=1,
+                            info=f"block {report.block_number}, {filled} fills")
+
+        CYCLE_LISTENERS.append(on_cycle)
+        noise.start()
+        try:
+            summary = trading_session(env="dev", max_cycles=cycles, interval_s=interval)
+        finally:
+            stop.set()
+            noise.join(timeout=10)
+            CYCLE_LISTENERS.remove(on_cycle)
+    value_after, _ = _wallet_value(client, manifest, prices)
+    _print_summary(summary, value_after - value_before)
+    console.print(f"final state: [bold]{_final_state()}[/]")
+    reader = ChainReader(client, manifest.multicall, expected_chain_id=manifest.chain_id)
+    print_market(reader.snapshot(manifest.pool_refs(), [t.token() for t in manifest.tokens],
+                                 [manifest.hot_wallet]), manifest)
+
+
+def _print_summary(summary: dict[str, object], pnl_usdc: float) -> None:
+    table = Table(title="Trading session")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rejected = summary.get("rejected") or {}
+    assert isinstance(rejected, dict)
+    rows = [
+        ("cycles", summary["cycles"]), ("signals", summary["signals"]),
+        ("orders sent", summary["orders"]), ("filled", summary["filled"]),
+        ("failed", summary["failed"]),
+        ("rejected", ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items())) or "none"),
+        ("gas", f"{format_units(int(str(summary['gas_cost_wei'])), 18, 6)} ETH"),
+        ("PnL (wallet A, at start prices, gas included)", f"{pnl_usdc:,.2f} USDC"),
+    ]
+    for what, value in rows:
+        table.add_row(what, str(value))
+    console.print(table)
+
+
+def _final_state() -> str:
+    from dexpilot.ledger import Ledger
+    from dexpilot.state import BotStateMachine, LedgerTransitionStore
+    from settings.files import load_config
+
+    config = load_config("dev")
+    ledger = Ledger(config.ledger.url)
+    try:
+        return BotStateMachine(LedgerTransitionStore(ledger), "dev").state.value
+    finally:
+        ledger.dispose()

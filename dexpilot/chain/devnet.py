@@ -104,8 +104,10 @@ def up(directory: Path | None = None) -> tuple[DevnetManifest, bool]:
     """Make sure the dev chain runs; returns its manifest and whether it was started now."""
     directory = directory or devnet_dir()
     current = running(directory)
-    if current is not None:
+    if current is not None and current[1].fingerprint == market_fingerprint():
         return current[1], False
+    if current is not None:  # started from an older build of the market: replace it
+        down(directory)
     anvil, manifest = start_market(directory, detach=True)
     _pid_file(directory).write_text(json.dumps({"pid": anvil.pid, "port": anvil.port}))
     return manifest, True

@@ -4,8 +4,8 @@ Wallet A holds both tokens of a pair, so the two legs need not be atomic: leg 1 
 start token for the other on the cheap pool, leg 2 sells that much of the other token back on
 the dear pool. The size is the closed-form optimum for two constant-product pools
 (``optimal_round_trip_input``), capped by the per-trade limit and the wallet's balances, and
-the order is only proposed when the expected profit beats both swaps' gas and the slippage
-the orders are allowed: fees are inside the pool math already.
+the order is only proposed when the expected profit pays both swaps' gas and leaves a
+minimum margin: LP fees are inside the pool math already.
 """
 
 from __future__ import annotations
@@ -48,10 +48,8 @@ def optimal_round_trip_input(
 class CrossVenueArbitrage(Strategy):
     name = "cross_venue_arbitrage"
 
-    def __init__(self, *, min_profit_bps: float = 5.0, slippage_bps: int = 50,
-                 size_fraction: float = 0.9) -> None:
+    def __init__(self, *, min_profit_bps: float = 5.0, size_fraction: float = 0.9) -> None:
         self.min_profit_bps = min_profit_bps
-        self.slippage_bps = slippage_bps
         # Trading a bit less than the optimum keeps most of the profit and a margin for
         # the price moving between quote and mining.
         self.size_fraction = size_fraction
@@ -96,13 +94,14 @@ class CrossVenueArbitrage(Strategy):
             return []
         profit = back - amount_in
         gas_cost = self._gas_cost_in(start, context)
-        slippage_allowance = amount_in * self.slippage_bps * 2 // 10_000
-        profit_bps = profit / amount_in * 10_000
-        if profit - gas_cost - slippage_allowance <= 0 or profit_bps < self.min_profit_bps:
+        # The slippage bound is a worst case the swaps may not cross, not an expected cost:
+        # the profit must pay the gas and leave ``min_profit_bps`` of margin.
+        profit_bps = (profit - gas_cost) / amount_in * 10_000
+        if profit - gas_cost <= 0 or profit_bps < self.min_profit_bps:
             return []
         group = f"{context.cycle_id}-arb-{buy.pool.address[2:8]}-{sell.pool.address[2:8]}"
         reason = (f"{signal.pair}: buy {middle.symbol} on {buy.pool.venue}, sell on "
-                  f"{sell.pool.venue}; expected profit {profit_bps:.1f} bps before gas")
+                  f"{sell.pool.venue}; expected profit {profit_bps:.1f} bps after gas")
         edge = profit_bps / 2  # each leg's share of the round trip's edge
         return [
             OrderIntent(f"{group}-1", self.name, start, middle, amount_in, venue=buy.pool.venue,
@@ -122,7 +121,8 @@ class CrossVenueArbitrage(Strategy):
         price = context.prices.get(start.symbol, 0.0)
         if price <= 0:
             return 0
-        cap = int(context.max_trade_quote / 10**context.quote_token.decimals / price
+        # 2 % under the limit: the risk engine values the order at its own prices.
+        cap = int(context.max_trade_quote * 0.98 / 10**context.quote_token.decimals / price
                   * 10**start.decimals)
         return min(held, cap)
 

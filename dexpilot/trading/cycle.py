@@ -75,10 +75,7 @@ class TradingRuntime:
             venues[venue.name] = venue
         hub = config.token(config.chain.weth)
         params = config.strategy.params
-        strategy = CrossVenueArbitrage(
-            min_profit_bps=float(params.get("min_profit_bps", 5.0)),
-            slippage_bps=config.risk.max_slippage_bps,
-        )
+        strategy = CrossVenueArbitrage(min_profit_bps=float(params.get("min_profit_bps", 5.0)))
         return cls(
             config=config, client=client,
             reader=ChainReader(client, config.chain.multicall,

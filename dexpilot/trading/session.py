@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dexpilot.trading.cycle import CycleReport
+
+
+# In-process observers of finished cycles (the `dexpilot demo` progress bar); a deployed
+# session has none and reports through its flow run instead.
+CYCLE_LISTENERS: list[Callable[[CycleReport], None]] = []
 
 
 @dataclass
@@ -31,6 +37,8 @@ class SessionSummary:
         for rule, count in report.rejected.items():
             self.rejected[rule] = self.rejected.get(rule, 0) + count
         self.last_block = max(self.last_block, report.block_number)
+        for listener in CYCLE_LISTENERS:
+            listener(report)
 
     def bound_reached(self, max_cycles: int | None, max_seconds: float | None,
                       started: float) -> bool:
