@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from dexpilot_cli import demo, devnet, ledger, settings
+from dexpilot_cli import demo, devnet, ledger, settings, state
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="dexpilot: DEX trading bot")
 app.add_typer(devnet.app, name="devnet")
 app.add_typer(settings.app, name="settings")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(state.app, name="state")
 app.command(name="demo")(demo.demo)
 
 if __name__ == "__main__":

@@ -92,11 +92,22 @@ def test_profitable_arbitrage_is_executed_and_ledger_matches_chain(
     assert runtime.state.state is BotState.RUNNING
 
 
-def test_quiet_market_trades_nothing(runtime: TradingRuntime) -> None:
-    report = run_cycle(runtime, "quiet")
-    assert report.executions == []
-    with runtime.ledger.session(write=False) as session:
-        assert session.exec(select(OrderRow)).all() == []
+def test_arbitrage_closes_the_gap_and_the_next_cycle_trades_nothing(
+    runtime: TradingRuntime, chain: RpcClient, devnet: DevnetManifest
+) -> None:
+    """Each round trip (capped at max_trade) narrows the spread until it no longer pays."""
+    _push(chain, devnet, "sushiswap-v2", "WETH/USDC", 1.01)
+    usdc = [_balances(chain, devnet)["USDC"]]
+    for i in range(20):
+        report = run_cycle(runtime, f"c{i}")
+        if not report.executions:
+            break
+        assert all(e.filled for e in report.executions), report.executions
+        usdc.append(_balances(chain, devnet)["USDC"])
+        assert usdc[-1] > usdc[-2], "every round trip must end with more USDC"
+    else:
+        raise AssertionError("the arbitrage never closed the gap")
+    assert len(usdc) >= 2, "the pushed price must have been arbitraged at least once"
 
 
 def test_paused_bot_does_not_trade(runtime: TradingRuntime, chain: RpcClient,

@@ -243,7 +243,9 @@ def execute_approved(rt: TradingRuntime, routed: Sequence[RoutedOrder],
                      snapshot: MarketSnapshot) -> list[ExecutionResult]:
     results: list[ExecutionResult] = []
     failed_groups: set[str] = set()
-    deadline = snapshot.block_timestamp + DEADLINE_S
+    # From the latest block's time, or the clock if the chain has been idle (a dev chain
+    # makes no blocks without transactions; its next block takes the current time).
+    deadline = max(snapshot.block_timestamp, int(time.time())) + DEADLINE_S
     for order in routed:
         if order.decision is None or not order.decision.approved or order.route is None:
             continue

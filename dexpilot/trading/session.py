@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 from dexpilot.trading.cycle import CycleReport
 
-
 # In-process observers of finished cycles (the `dexpilot demo` progress bar); a deployed
 # session has none and reports through its flow run instead.
 CYCLE_LISTENERS: list[Callable[[CycleReport], None]] = []
