@@ -282,6 +282,13 @@ class MetricsConfig(_Model):
     )
 
 
+class SweepConfig(_Model):
+    """Profit sweep: value of wallet A above ``risk.working_capital_quote`` goes to wallet B
+    once it exceeds ``threshold_quote`` (raw quote units), in the quote token."""
+
+    threshold_quote: NonNegativeInt = 0
+
+
 class AppConfig(_Model):
     """One environment, complete and consistent."""
 
@@ -295,6 +302,7 @@ class AppConfig(_Model):
     strategy: StrategyConfig
     ledger: LedgerConfig = LedgerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    sweep: SweepConfig = SweepConfig()
 
     @model_validator(mode="after")
     def _references(self) -> AppConfig:

@@ -196,7 +196,8 @@ def test_aggregator_route_executes(chain: RpcClient, devnet: DevnetManifest,
 
 def test_large_order_split_beats_best_single_and_executes(chain: RpcClient,
                                                           devnet: DevnetManifest,
-                                                          zeroex: FakeZeroEx) -> None:
+                                                          zeroex: FakeZeroEx,
+                                                          rich_hot_wallet: str) -> None:
     tokens = tokens_of(devnet)
     venues = all_venues(chain, devnet, zeroex)
     snap = snapshot_of(chain, devnet)
@@ -216,7 +217,8 @@ def test_large_order_split_beats_best_single_and_executes(chain: RpcClient,
 
 
 def test_split_with_v3_leg_delivers_every_quote(chain: RpcClient,
-                                                devnet: DevnetManifest) -> None:
+                                                devnet: DevnetManifest,
+                                                rich_hot_wallet: str) -> None:
     tokens = tokens_of(devnet)
     venues = all_venues(chain, devnet)
     snap = snapshot_of(chain, devnet)

@@ -251,7 +251,7 @@ def test_inconsistent_limits(root: Path) -> None:
 def test_max_trade_above_working_capital(root: Path) -> None:
     edit(root, "dev", "max_trade_quote = 5_000_000_000", "max_trade_quote = 210_000_000_000")
     msg = config_error("dev", root, rpc=False)
-    assert "risk.max_trade_quote: 210000000000 exceeds working_capital_quote (200000000000)" in msg
+    assert "risk.max_trade_quote: 210000000000 exceeds working_capital_quote (150000000000)" in msg
 
 
 def test_unknown_token_in_pool(root: Path) -> None:

@@ -192,7 +192,8 @@ def test_v2_two_hop_only_pair_and_price_impact(chain: RpcClient, devnet: DevnetM
 
 @pytest.mark.parametrize("symbols", [("USDC", "WETH"), ("WBTC", "USDC"), ("UNI", "WETH", "USDC")])
 def test_v2_swap_delivers_exactly_the_quote(chain: RpcClient, devnet: DevnetManifest,
-                                            symbols: tuple[str, ...]) -> None:
+                                            symbols: tuple[str, ...],
+                                            rich_hot_wallet: str) -> None:
     tokens = tokens_of(devnet)
     snap = snapshot_of(chain, devnet)
     path = [tokens[s] for s in symbols]
