@@ -119,10 +119,14 @@ class BotStateMachine:
             self.transition(BotState.RUNNING, reason=reason, actor="bot")
 
     def fault(self, reason: str, actor: str = "bot") -> None:
-        """A system fault: stop trading until an operator resumes."""
+        """A system fault: stop trading until an operator resumes.
+
+        Only a running (or trading) bot has an arrow to ERROR; a PAUSED or STOPPED bot is
+        not trading anyway and keeps its state (the fault is still recorded as an error).
+        """
         if self.state is BotState.TRADING:
             self.transition(BotState.RUNNING, reason=f"trade aborted: {reason}", actor=actor)
-        if self.state is not BotState.ERROR:
+        if self.state is BotState.RUNNING:
             self.transition(BotState.ERROR, reason=reason, actor=actor)
 
     def pause(self, reason: str, actor: str) -> Transition:

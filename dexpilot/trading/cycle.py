@@ -66,10 +66,20 @@ class TradingRuntime:
         mode = TradeMode(config.strategy.mode)
         if mode is TradeMode.LIVE and signer is None:
             raise SystemFault("live mode needs the hot-wallet key")
-        client = RpcClient(config.chain.rpc_urls, timeout=config.chain.rpc_timeout_s)
-        with_failover(client, lambda: client.verify_chain_id(config.chain.chain_id))
         ledger = Ledger(config.ledger.url)
         ledger.upgrade()
+        state = BotStateMachine(LedgerTransitionStore(ledger), config.env)
+        client = RpcClient(config.chain.rpc_urls, timeout=config.chain.rpc_timeout_s)
+        try:
+            with_failover(client, lambda: client.verify_chain_id(config.chain.chain_id))
+        except SystemFault as exc:
+            # Wrong chain: the bot must not trade until an operator has looked.
+            state.start()
+            state.fault(str(exc))
+            ledger.record_error(config.env, ErrorKind.SYSTEM, "startup", str(exc))
+            client.close()
+            ledger.dispose()
+            raise
         venues = venues_from_config(config, client)
         for venue in extra_venues:
             venues[venue.name] = venue
@@ -85,8 +95,7 @@ class TradingRuntime:
             executor=Executor(env=config.env, client=client, ledger=ledger,
                               address=config.wallets.hot, chain_id=config.chain.chain_id,
                               mode=mode, signer=signer, settings=executor_settings),
-            state=BotStateMachine(LedgerTransitionStore(ledger), config.env),
-            quote=config.token(config.strategy.quote_token), hub=hub,
+            state=state, quote=config.token(config.strategy.quote_token), hub=hub,
         )
 
     def close(self) -> None:
