@@ -2,6 +2,7 @@
 
 Order of events for a live leg, each step durable before the next:
 
+0. the swap is built from the plan (pure: bad bounds are refused before anything is written);
 1. the order is written (NEW) — before anything is signed;
 2. if the venue's spender lacks allowance, an *exact* approval is signed, recorded, sent, mined;
 3. the swap is simulated (``eth_call``); a swap that would revert is recorded FAILED, unsent;
@@ -10,12 +11,16 @@ Order of events for a live leg, each step durable before the next:
 5. the receipt is awaited; a transaction stuck past the timeout is replaced with the same
    nonce and data at higher fees (each replacement recorded before it is sent);
 6. the receipt decides: status 1 -> fill from the Transfer logs, FILLED; status 0 -> FAILED
-   with the revert reason. Never re-sent blindly.
+   with the revert reason (read by replaying the transaction at its position in its block).
+   Never re-sent blindly.
 
 ``reconcile()`` finishes whatever a killed process left: a mined transaction becomes its
 fill, a transaction the node lost is re-broadcast byte for byte (idempotent: same hash, same
-nonce) or, past its deadline, cancelled, and an order that never got a transaction is
-cancelled. Paper mode records the would-be fill from an ``eth_simulateV1`` of approve + swap.
+nonce) or, past its deadline, cancelled (a zero-value self-transfer takes the nonce and the
+order becomes CANCELLED), and an order that never got a transaction is cancelled. Orders whose
+transactions are already resolved in the ledger (a process killed between recording a receipt
+and settling the order) are settled from their receipt. Running it again changes nothing.
+Paper mode records the would-be fill from an ``eth_simulateV1`` of approve + swap.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import encode
+from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector
 
 from dexpilot.chain.rpc import RpcClient
@@ -34,15 +39,27 @@ from dexpilot.execution.fees import Fees, suggest_fees
 from dexpilot.execution.nonces import NonceManager
 from dexpilot.execution.receipts import token_flows
 from dexpilot.execution.wallet import HotWallet, SignedTx
-from dexpilot.ledger import Ledger, OrderRow, OrderStatus, TradeMode
+from dexpilot.ledger import (
+    NONCE_CONSUMING_TX_STATUSES,
+    PENDING_STATUSES,
+    UNRESOLVED_TX_STATUSES,
+    Ledger,
+    OrderRow,
+    OrderStatus,
+    TradeMode,
+)
 from dexpilot.ledger.models import TransactionRow, TxPurpose, TxStatus
 from dexpilot.strategy.intent import OrderIntent
 from dexpilot.venues.base import Quote, SwapTx, Venue
 
 APPROVE = function_signature_to_4byte_selector("approve(address,uint256)")
 ALLOWANCE = function_signature_to_4byte_selector("allowance(address,address)")
+ERROR_STRING = function_signature_to_4byte_selector("Error(string)")
+PANIC = function_signature_to_4byte_selector("Panic(uint256)")
 APPROVE_GAS = 100_000
 CANCEL_GAS = 21_000
+# How nodes say "I have this transaction already" (geth, anvil/reth, parity/erigon).
+_ALREADY_KNOWN = ("already known", "already imported", "known transaction")
 
 
 def _no_checkpoint(name: str) -> None:
@@ -121,6 +138,9 @@ class Executor:
     # -- entry points ---------------------------------------------------------------------
     def execute(self, plan: LegPlan) -> ExecutionResult:
         intent, quote = plan.intent, plan.quote
+        # Pure: a swap the venue refuses to build (bad bounds) is refused before any write.
+        swap = plan.venue.build_swap(quote, recipient=self.address,
+                                     min_amount_out=plan.min_amount_out, deadline=plan.deadline)
         self.ledger.record_order(
             client_order_id=intent.client_order_id, env=self.env, wallet=self.address,
             venue=quote.venue, token_in=intent.token_in.address,
@@ -129,8 +149,6 @@ class Executor:
             mode=self.mode, strategy=intent.strategy, group_id=intent.group_id,
         )
         self.checkpoint("order_written")
-        swap = plan.venue.build_swap(quote, recipient=self.address,
-                                     min_amount_out=plan.min_amount_out, deadline=plan.deadline)
         if self.mode is TradeMode.PAPER:
             return self._simulate_paper(plan, swap)
         try:
@@ -161,22 +179,23 @@ class Executor:
         """Finish what an earlier (possibly killed) process left pending for this wallet."""
         results: list[ExecutionResult] = []
         by_nonce: dict[int, list[TransactionRow]] = {}
-        for tx in self.ledger.unresolved_transactions(self.address):
+        for tx in self.ledger.unresolved_transactions(self.address, env=self.env):
             by_nonce.setdefault(tx.nonce, []).append(tx)
         for nonce in sorted(by_nonce):
             result = self._reconcile_nonce(nonce, by_nonce[nonce])
             if result is not None:
                 results.append(result)
+        # Every transaction of this wallet is now resolved (a pending one raised above), so
+        # each order still NEW or SUBMITTED is settled from what its transactions became.
         for order in self.ledger.pending_orders(self.address, env=self.env):
-            if order.status is OrderStatus.NEW:
-                # No swap was signed for it: nothing can be on chain. Its approval (if any)
-                # was reconciled above and is harmless: exact amount, spent by nobody.
-                self.ledger.update_order_status(order.client_order_id, OrderStatus.CANCELLED,
-                                                error="never sent: process stopped before signing")
-                results.append(ExecutionResult(order.client_order_id, OrderStatus.CANCELLED,
-                                               error="never sent"))
+            result = self._reconcile_order(order)
+            if result is not None:
+                results.append(result)
         self.nonces.forget()
         return results
+
+    def __repr__(self) -> str:
+        return f"Executor(env={self.env}, wallet={self.address}, mode={self.mode.value})"
 
     # -- live steps -----------------------------------------------------------------------
     def _sign(self, to: str, data: str, value: int, gas: int, nonce: int, fees: Fees) -> SignedTx:
@@ -191,7 +210,8 @@ class Executor:
         try:
             self.client.request("eth_sendRawTransaction", [signed.raw])
         except ApiError as exc:
-            if "already known" not in str(exc).lower():
+            # The identical bytes are already in the node's pool: same hash, nothing new sent.
+            if not any(phrase in str(exc).lower() for phrase in _ALREADY_KNOWN):
                 raise
         self.ledger.update_transaction(signed.tx_hash, TxStatus.SENT)
 
@@ -225,7 +245,10 @@ class Executor:
         try:
             self.client.request("eth_call", [call, "latest"])
         except ApiError as exc:
-            return str(exc)
+            message = _rpc_message(exc)
+            if "revert" not in message.lower():
+                raise  # the node refused the call for another reason: not a revert
+            return _bare_reason(message)
         return None
 
     def _await_with_replacement(
@@ -252,7 +275,14 @@ class Executor:
             )
             self.ledger.update_order_status(client_order_id, OrderStatus.SUBMITTED,
                                             tx_hash=replacement.tx_hash, nonce=signed.nonce)
-            self._broadcast(replacement)
+            try:
+                self._broadcast(replacement)
+            except ApiError:
+                # Refused ("nonce too low") because an earlier fee level was just mined?
+                receipt = self._wait_any(hashes, 0.0)
+                if receipt is not None:
+                    return receipt
+                raise
             hashes.append(replacement.tx_hash)
         raise NetworkError(
             f"order {client_order_id}: nonce {signed.nonce} not mined after "
@@ -270,59 +300,97 @@ class Executor:
                 return None
             time.sleep(self.settings.poll_interval_s)
 
-    def _record_receipt(self, tx_hash: str, receipt: Mapping[str, Any]) -> None:
+    def _record_receipt(self, tx_hash: str, receipt: Mapping[str, Any],
+                        reason: str | None = None) -> None:
         ok = int(receipt["status"], 16) == 1
+        if not ok and reason is None:
+            reason = self._revert_reason(receipt)
         self.ledger.update_transaction(
             tx_hash, TxStatus.MINED if ok else TxStatus.REVERTED,
             block_number=int(receipt["blockNumber"], 16), gas_used=int(receipt["gasUsed"], 16),
             effective_gas_price=int(receipt.get("effectiveGasPrice", "0x0"), 16),
-            error=None if ok else self._revert_reason(receipt),
+            error=None if ok else reason,
         )
 
     def _settle(self, client_order_id: str, receipt: Mapping[str, Any]) -> ExecutionResult:
-        """Turn the receipt of one of the order's transactions into its final ledger state."""
+        """Turn the receipt of the transaction that used the order's nonce into the order's
+        final ledger state. Safe to call again for a receipt already recorded."""
         tx_hash = str(receipt["transactionHash"]).lower()
-        self._record_receipt(tx_hash, receipt)
+        tx = self.ledger.get_transaction(tx_hash)
+        if tx is None:
+            raise SystemFault(f"order {client_order_id}: receipt for {tx_hash}, a transaction "
+                              "the ledger does not hold")
+        ok = int(receipt["status"], 16) == 1
+        reason = None if ok else self._revert_reason(receipt)
+        if tx.status in UNRESOLVED_TX_STATUSES:
+            self._record_receipt(tx_hash, receipt, reason)
         order = self.ledger.get_order(client_order_id)
         assert order is not None
-        for tx in self.ledger.transactions_for_order(client_order_id):
-            if (tx.purpose is TxPurpose.SWAP and tx.tx_hash != tx_hash
-                    and tx.status in (TxStatus.SIGNED, TxStatus.SENT)):
-                self.ledger.update_transaction(tx.tx_hash, TxStatus.DROPPED)
         gas_used = int(receipt["gasUsed"], 16)
         gas_price = int(receipt.get("effectiveGasPrice", "0x0"), 16)
-        if order.tx_hash != tx_hash:  # an earlier fee level was mined, not the last replacement
+        if order.status not in PENDING_STATUSES:  # settled before: nothing more to do
+            return ExecutionResult(client_order_id, order.status, tx_hash=order.tx_hash,
+                                   error=order.error)
+        if tx.purpose is not TxPurpose.SWAP or tx.order_id != order.id:
+            # A cancel (or another transaction) took the nonce: the swap can never land.
+            error = f"cancelled: nonce {tx.nonce} used by {tx.purpose.value} tx {tx_hash}"
+            self.ledger.update_order_status(client_order_id, OrderStatus.CANCELLED, error=error)
+            return ExecutionResult(client_order_id, OrderStatus.CANCELLED, tx_hash=tx_hash,
+                                   gas_used=gas_used, gas_cost_wei=gas_used * gas_price,
+                                   error=error)
+        for other in self.ledger.transactions_for_order(client_order_id):
+            if (other.purpose is TxPurpose.SWAP and other.tx_hash != tx_hash
+                    and other.status in UNRESOLVED_TX_STATUSES):
+                self.ledger.update_transaction(other.tx_hash, TxStatus.DROPPED)
+        if order.tx_hash != tx_hash or order.status is OrderStatus.NEW:
+            # An earlier fee level was mined, not the last replacement; or the process stopped
+            # between recording the swap and marking the order SUBMITTED.
             self.ledger.update_order_status(client_order_id, OrderStatus.SUBMITTED,
-                                            tx_hash=tx_hash, nonce=order.nonce)
-        if int(receipt["status"], 16) != 1:
-            reason = self._revert_reason(receipt)
-            self.ledger.update_order_status(client_order_id, OrderStatus.FAILED,
-                                            error=f"reverted on chain: {reason}")
+                                            tx_hash=tx_hash, nonce=tx.nonce)
+        if not ok:
+            error = f"reverted on chain: {reason}"
+            self.ledger.update_order_status(client_order_id, OrderStatus.FAILED, error=error)
             return ExecutionResult(client_order_id, OrderStatus.FAILED, tx_hash=tx_hash,
                                    gas_used=gas_used, gas_cost_wei=gas_used * gas_price,
-                                   error=f"reverted on chain: {reason}")
+                                   error=error)
         logs = receipt.get("logs") or []
         sent, _ = token_flows(logs, self.address, order.token_in)
         _, received = token_flows(logs, self.address, order.token_out)
         self.ledger.add_fill(client_order_id, amount_in=sent, amount_out=received,
-                             tx_hash=tx_hash, nonce=order.nonce,
+                             tx_hash=tx_hash, nonce=tx.nonce,
                              block_number=int(receipt["blockNumber"], 16), gas_used=gas_used,
                              effective_gas_price=gas_price)
         return ExecutionResult(client_order_id, OrderStatus.FILLED, sent, received, tx_hash,
                                gas_used, gas_used * gas_price)
 
     def _revert_reason(self, receipt: Mapping[str, Any]) -> str:
-        """Replay the transaction at its block to read the revert message."""
-        tx = self.client.request("eth_getTransactionByHash", [receipt["transactionHash"]])
+        """Why a mined transaction reverted.
+
+        Exact: trace the transaction where it ran (after whatever came before it in its block,
+        e.g. the swap that front-ran it). Nodes without the debug API: replay it as a call on
+        the state after its block, then before it.
+        """
+        tx_hash = receipt["transactionHash"]
+        try:
+            trace = self.client.request("debug_traceTransaction",
+                                        [tx_hash, {"tracer": "callTracer"}])
+        except (ApiError, NetworkError):
+            trace = None
+        if isinstance(trace, dict):
+            reason = trace.get("revertReason") or decode_revert(trace.get("output"))
+            if reason or trace.get("error"):
+                return str(reason or trace["error"])
+        tx = self.client.request("eth_getTransactionByHash", [tx_hash])
         if not tx:
             return "reason unavailable"
         call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": tx["value"],
                 "gas": tx["gas"]}
-        block = hex(int(receipt["blockNumber"], 16) - 1)
-        try:
-            self.client.request("eth_call", [call, block])
-        except ApiError as exc:
-            return str(exc).split("failed: ", 1)[-1]
+        block = int(receipt["blockNumber"], 16)
+        for at in (block, block - 1):
+            try:
+                self.client.request("eth_call", [call, hex(at)])
+            except ApiError as exc:
+                return _bare_reason(_rpc_message(exc))
         return "reason unavailable (replay succeeded)"
 
     def _fail(self, client_order_id: str, error: str) -> ExecutionResult:
@@ -331,6 +399,9 @@ class Executor:
 
     # -- reconcile ------------------------------------------------------------------------
     def _reconcile_nonce(self, nonce: int, txs: list[TransactionRow]) -> ExecutionResult | None:
+        # The confirmed count first: a transaction of ours mined between the two reads then
+        # shows its receipt, instead of looking like a stranger that took the nonce.
+        confirmed = self.nonces.confirmed_count()
         receipts = self.client.batch([("eth_getTransactionReceipt", [t.tx_hash]) for t in txs])
         mined = next((dict(r) for r in receipts if r is not None), None)
         swap_order = next((t for t in txs if t.purpose is TxPurpose.SWAP and t.order_id), None)
@@ -341,15 +412,12 @@ class Executor:
                 self._record_receipt(str(mined["transactionHash"]).lower(), mined)
                 return None
             return self._settle(order_id, mined)
-        if self.nonces.confirmed_count() > nonce:
-            # Another transaction (not one of ours in the ledger) took this nonce.
+        if confirmed > nonce:
+            # Another transaction (not one of ours in the ledger) took this nonce; the order
+            # pass of ``reconcile`` then cancels the order.
             for t in txs:
                 self.ledger.update_transaction(t.tx_hash, TxStatus.DROPPED,
                                                error="nonce consumed by another transaction")
-            if order_id is not None:
-                self.ledger.update_order_status(order_id, OrderStatus.CANCELLED,
-                                                error="dropped: nonce used by another tx")
-                return ExecutionResult(order_id, OrderStatus.CANCELLED, error="dropped")
             return None
         latest = txs[-1]
         known = self.client.batch([("eth_getTransactionByHash", [t.tx_hash]) for t in txs])
@@ -370,7 +438,32 @@ class Executor:
         return None
 
     def _unresolved_at(self, nonce: int) -> list[TransactionRow]:
-        return [t for t in self.ledger.unresolved_transactions(self.address) if t.nonce == nonce]
+        return [t for t in self.ledger.unresolved_transactions(self.address, env=self.env)
+                if t.nonce == nonce]
+
+    def _reconcile_order(self, order: OrderRow) -> ExecutionResult | None:
+        """Settle a NEW or SUBMITTED order whose transactions are all resolved."""
+        client_order_id = order.client_order_id
+        swaps = [t for t in self.ledger.transactions_for_order(client_order_id)
+                 if t.purpose is TxPurpose.SWAP]
+        if any(t.status in UNRESOLVED_TX_STATUSES for t in swaps):
+            return None  # still in flight: the nonce pass raises before we get here
+        used = next((t for t in swaps if t.status in NONCE_CONSUMING_TX_STATUSES), None)
+        if used is not None:
+            # Its receipt is recorded but the order was not settled (process stopped between).
+            receipt = self.client.request("eth_getTransactionReceipt", [used.tx_hash])
+            if receipt is None:
+                raise SystemFault(f"order {client_order_id}: the ledger holds a receipt for "
+                                  f"{used.tx_hash}, the chain does not")
+            return self._settle(client_order_id, dict(receipt))
+        if swaps:
+            error = f"dropped: nonce {swaps[-1].nonce} used by another transaction"
+        else:
+            # No swap was signed for it: nothing can be on chain. Its approval (if any) was
+            # reconciled above and is harmless: exact amount, spent by nobody.
+            error = "never sent: process stopped before signing"
+        self.ledger.update_order_status(client_order_id, OrderStatus.CANCELLED, error=error)
+        return ExecutionResult(client_order_id, OrderStatus.CANCELLED, error=error)
 
     def _cancel(self, nonce: int, stale: TransactionRow) -> None:
         """Consume ``nonce`` with a zero-value self-transfer so the stale swap can never land."""
@@ -413,7 +506,8 @@ class Executor:
         swap_call = result[0]["calls"][1]
         if int(swap_call["status"], 16) != 1:
             error = swap_call.get("error", {})
-            message = error.get("message", "reverted") if isinstance(error, dict) else str(error)
+            message = decode_revert(swap_call.get("returnData")) or (
+                error.get("message", "reverted") if isinstance(error, dict) else str(error))
             return self._fail(intent.client_order_id, f"paper simulation reverted: {message}")
         logs = swap_call.get("logs") or []
         sent, _ = token_flows(logs, self.address, intent.token_in.address)
@@ -423,3 +517,33 @@ class Executor:
                              gas_used=gas_used)
         return ExecutionResult(intent.client_order_id, OrderStatus.SIMULATED, sent, received,
                                gas_used=gas_used)
+
+
+def decode_revert(data: object) -> str | None:
+    """The reason in revert data: ``Error(string)``, ``Panic(uint256)`` or a custom error."""
+    if not isinstance(data, str) or not data.startswith("0x") or len(data) < 10:
+        return None
+    try:
+        raw = bytes.fromhex(data[2:])
+    except ValueError:
+        return None
+    try:
+        if raw[:4] == ERROR_STRING:
+            return str(decode(["string"], raw[4:])[0])
+        if raw[:4] == PANIC:
+            return f"panic 0x{decode(['uint256'], raw[4:])[0]:02x}"
+    except Exception:  # malformed ABI data: report the selector below
+        pass
+    return f"custom error 0x{raw[:4].hex()}"
+
+
+def _rpc_message(exc: Exception) -> str:
+    """The node's own message, without the client's "<url>: <method> failed: " prefix (an RPC
+    URL can carry a provider API key, which has no place in the ledger)."""
+    return str(exc).split(" failed: ", 1)[-1]
+
+
+def _bare_reason(message: str) -> str:
+    """ "execution reverted: X" -> "X"; a revert without a reason stays as it is."""
+    head, sep, rest = message.partition("execution reverted: ")
+    return rest if sep and not head.strip() else message
