@@ -76,6 +76,10 @@ def start_market(
     market = cached_market(cache_dir or directory / "cache")
     anvil = AnvilProcess.start(load_state=market.state, detach=detach, block_time=block_time,
                                log_file=directory / "anvil.log")
+    # The cached state's latest block is as old as the cache: mine one now so "latest block
+    # time + N" deadlines start from the present.
+    with RpcClient([anvil.url]) as client:
+        client.request("evm_mine")
     manifest = market.manifest.model_copy(update={"rpc_url": anvil.url})
     manifest.write(directory / "manifest.json")
     return anvil, manifest

@@ -18,6 +18,7 @@ from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from dexpilot.chain.rpc import RpcClient
+from dexpilot.config import redact_url
 from dexpilot.errors import ApiError, SystemFault
 from dexpilot.market.pools import (
     MarketSnapshot,
@@ -139,7 +140,8 @@ class ChainReader:
             answers = self.client.batch(requests)
             chain_id = int(answers[0], 16)
             if chain_id != self.expected_chain_id:
-                raise SystemFault(f"chain id changed: {self.client.url} now reports {chain_id}, "
+                raise SystemFault(f"chain id changed: {redact_url(self.client.url)} now reports "
+                                  f"{chain_id}, "
                                   f"expected {self.expected_chain_id}")
             blocks: set[int] = set()
             results: list[tuple[bool, bytes]] = []
@@ -148,9 +150,11 @@ class ChainReader:
                     block, chunk_results = decode(["uint256", "(bool,uint256,bytes)[]"],
                                                   bytes.fromhex(answer.removeprefix("0x")))
                 except Exception as exc:
-                    raise ApiError(f"{self.client.url}: multicall answer undecodable") from exc
+                    raise ApiError(f"{redact_url(self.client.url)}: multicall answer undecodable"
+                                   ) from exc
                 blocks.add(block)
                 results.extend((ok, data) for ok, _gas, data in chunk_results)
             if len(blocks) == 1:
                 return blocks.pop(), results
-        raise ApiError(f"{self.client.url}: multicall chunks kept landing on different blocks")
+        raise ApiError(f"{redact_url(self.client.url)}: multicall chunks kept landing on "
+                       "different blocks")

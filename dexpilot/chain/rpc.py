@@ -21,6 +21,7 @@ from web3 import Web3
 from web3.providers import JSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
+from dexpilot.config import redact_url
 from dexpilot.errors import ApiError, NetworkError, SystemFault
 
 
@@ -65,8 +66,9 @@ class RpcClient:
         answer = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method,
                              "params": list(params)})
         if not isinstance(answer, dict):
-            raise ApiError(f"{self.url}: {method} answered with a {type(answer).__name__}")
-        return _result(answer, method, self.url)
+            raise ApiError(f"{redact_url(self.url)}: {method} answered with a "
+                           f"{type(answer).__name__}")
+        return _result(answer, method, redact_url(self.url))
 
     def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Several JSON-RPC calls in one HTTP request (one round trip), results in order."""
@@ -78,11 +80,13 @@ class RpcClient:
         ]
         answer = self._post(payload)
         if isinstance(answer, dict):  # a node may answer a whole batch with one error
-            _result(answer, "batch", self.url)
+            _result(answer, "batch", redact_url(self.url))
         if not isinstance(answer, list) or len(answer) != len(payload):
-            raise ApiError(f"{self.url}: batch of {len(payload)} got a malformed answer")
+            raise ApiError(f"{redact_url(self.url)}: batch of {len(payload)} got a malformed "
+                           "answer")
         by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
-        return [_result(by_id.get(req["id"], {}), str(req["method"]), self.url) for req in payload]
+        shown = redact_url(self.url)
+        return [_result(by_id.get(req["id"], {}), str(req["method"]), shown) for req in payload]
 
     def chain_id(self) -> int:
         return int(self.request("eth_chainId"), 16)
@@ -91,7 +95,8 @@ class RpcClient:
         actual = self.chain_id()
         if actual != expected:
             raise SystemFault(
-                f"chain id mismatch: {self.url} is chain {actual}, configuration expects {expected}"
+                f"chain id mismatch: {redact_url(self.url)} is chain {actual}, "
+                f"configuration expects {expected}"
             )
 
     def wait_for_receipt(
@@ -109,10 +114,11 @@ class RpcClient:
             time.sleep(poll_interval)
 
     def _post(self, payload: Any) -> Any:
-        url = self.url
+        # Error texts name the endpoint without path or password: providers put keys there.
+        target, url = self.url, redact_url(self.url)
         self.round_trips += 1
         try:
-            response = self._http.post(url, json=payload)
+            response = self._http.post(target, json=payload)
         except httpx.TimeoutException as exc:
             raise NetworkError(f"{url}: timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
@@ -162,7 +168,8 @@ class _ClientProvider(JSONBaseProvider):
              "params": list(params)}
         )
         if not isinstance(answer, dict):
-            raise ApiError(f"{self._client.url}: {method} answered with a {type(answer).__name__}")
+            raise ApiError(f"{redact_url(self._client.url)}: {method} answered with a "
+                           f"{type(answer).__name__}")
         return answer  # type: ignore[return-value]
 
     def is_connected(self, show_traceback: bool = False) -> bool:

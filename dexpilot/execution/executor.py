@@ -49,6 +49,7 @@ from dexpilot.ledger import (
     TradeMode,
 )
 from dexpilot.ledger.models import TransactionRow, TxPurpose, TxStatus
+from dexpilot.money import Token
 from dexpilot.strategy.intent import OrderIntent
 from dexpilot.venues.base import Quote, SwapTx, Venue
 
@@ -57,6 +58,8 @@ ALLOWANCE = function_signature_to_4byte_selector("allowance(address,address)")
 ERROR_STRING = function_signature_to_4byte_selector("Error(string)")
 PANIC = function_signature_to_4byte_selector("Panic(uint256)")
 APPROVE_GAS = 100_000
+TRANSFER = function_signature_to_4byte_selector("transfer(address,uint256)")
+TRANSFER_GAS = 100_000
 CANCEL_GAS = 21_000
 # How nodes say "I have this transaction already" (geth, anvil/reth, parity/erigon).
 _ALREADY_KNOWN = ("already known", "already imported", "known transaction")
@@ -224,20 +227,40 @@ class Executor:
             return
         amount = max(plan.intent.amount_in, self.settings.approval_cap or 0)
         approve = "0x" + (APPROVE + encode(["address", "uint256"], [spender, amount])).hex()
+        self._send_token_call(token, approve, APPROVE_GAS, TxPurpose.APPROVE,
+                              plan.intent.client_order_id)
+
+    def transfer(self, token: Token, to: str, amount: int) -> str:
+        """Send ``amount`` of ``token`` from wallet A to ``to`` (the profit sweep); returns the
+        mined transaction's hash. Recorded before it is sent, like every transaction."""
+        if self.mode is not TradeMode.LIVE:
+            raise SystemFault("transfers need live mode: paper mode never sends")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise ValueError(f"transfer amount must be a positive int, got {amount!r}")
+        data = "0x" + (TRANSFER + encode(["address", "uint256"], [to, amount])).hex()
+        reason = self._would_revert(SwapTx(token.address, data, 0, TRANSFER_GAS, to))
+        if reason is not None:
+            raise ApiError(f"transfer of {amount} {token.symbol} to {to} would revert: {reason}")
+        return self._send_token_call(token.address, data, TRANSFER_GAS, TxPurpose.SWEEP, None)
+
+    def _send_token_call(self, token: str, data: str, gas: int, purpose: TxPurpose,
+                         order_client_id: str | None) -> str:
+        """Sign, record, broadcast and await one call to a token contract; raise if reverted."""
         fees = suggest_fees(self.client)
-        signed = self._sign(token, approve, 0, APPROVE_GAS, self.nonces.next(), fees)
+        signed = self._sign(token, data, 0, gas, self.nonces.next(), fees)
         self.ledger.record_transaction(
-            env=self.env, wallet=self.address, purpose=TxPurpose.APPROVE, tx_hash=signed.tx_hash,
+            env=self.env, wallet=self.address, purpose=purpose, tx_hash=signed.tx_hash,
             nonce=signed.nonce, raw_tx=signed.raw, max_fee_per_gas=fees.max_fee_per_gas,
-            max_priority_fee_per_gas=fees.max_priority_fee_per_gas, gas_limit=APPROVE_GAS,
-            order_client_id=plan.intent.client_order_id,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas, gas_limit=gas,
+            order_client_id=order_client_id,
         )
         self._broadcast(signed)
         receipt = self.client.wait_for_receipt(signed.tx_hash,
                                                timeout=self.settings.receipt_timeout_s)
         self._record_receipt(signed.tx_hash, receipt)
         if int(receipt["status"], 16) != 1:
-            raise ApiError(f"approval {signed.tx_hash} reverted")
+            raise ApiError(f"{purpose.value} {signed.tx_hash} reverted")
+        return signed.tx_hash
 
     def _would_revert(self, swap: SwapTx) -> str | None:
         call = {"from": self.address, "to": swap.to, "data": swap.data, "value": hex(swap.value),
