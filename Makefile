@@ -9,8 +9,9 @@ BIN := $(VENV)/bin
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-# Debian packages the test suite starts for real (PostgreSQL for the ledger tests).
-TEST_DEBS := postgresql
+# Debian packages the test suite starts for real: PostgreSQL (ledger), Prometheus, Pushgateway
+# and Alertmanager (alerting), nginx and htpasswd (the proxy in front of Prefect).
+TEST_DEBS := postgresql prometheus prometheus-pushgateway prometheus-alertmanager nginx apache2-utils
 
 .PHONY: run test lint typecheck setup deps-python deps-node deps-system devnet-down clean
 

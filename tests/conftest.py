@@ -11,4 +11,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.prefect",
     "tests.fixtures.zeroex",
+    "tests.fixtures.monitoring",
+    "tests.fixtures.ops",
+    "tests.fixtures.analysis",
 ]
