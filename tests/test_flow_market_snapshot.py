@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlmodel import select
 
 from dexpilot.chain.manifest import DevnetManifest
 from dexpilot.chain.rpc import RpcClient
+from dexpilot.config import AppConfig
 from dexpilot.ledger import BalanceSnapshotRow, Ledger
+from tests.fixtures.chain import ANVIL_KEY_1
 from tests.fixtures.prefect import PrefectServer
-
-ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 
 
 @pytest.mark.prefect
 def test_snapshot_flow_records_chain_balances(
-    prefect_server: PrefectServer, devnet: DevnetManifest, chain: RpcClient, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    prefect_server: PrefectServer, devnet: DevnetManifest, chain: RpcClient, test_env: AppConfig,
 ) -> None:
     from prefect.client.orchestration import get_client
 
     from flows.market_snapshot import market_snapshot
     from settings.blocks import push_settings
 
-    devnet.write(tmp_path / "manifest.json")
-    ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    monkeypatch.setenv("DEXPILOT_MANIFEST", str(tmp_path / "manifest.json"))
-    monkeypatch.setenv("DEXPILOT_LEDGER_URL", ledger_url)
-    monkeypatch.setenv("DEXPILOT_HOT_WALLET_KEY", ANVIL_KEY_1)
+    ledger_url = test_env.ledger.url
     push_settings("test")
 
     block = market_snapshot(env="test")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlmodel import select
 
@@ -11,14 +9,13 @@ from dexpilot.chain.deployer import DEPLOYER, Deployer
 from dexpilot.chain.manifest import DevnetManifest
 from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
+from dexpilot.config import AppConfig
 from dexpilot.execution.sweep import plan_sweep, wallet_value_quote
 from dexpilot.ledger import Ledger, ProfitSweepRow
 from dexpilot.ledger.models import TransactionRow, TxPurpose, TxStatus
 from dexpilot.money import Token
-from settings.files import load_config
 from tests.fixtures.prefect import PrefectServer
 
-ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 USDC = Token("USDC", "0x" + "11" * 20, 6)
 WETH = Token("WETH", "0x" + "22" * 20, 18)
 
@@ -57,18 +54,13 @@ def _usdc_balance(chain: RpcClient, devnet: DevnetManifest, wallet: str) -> int:
 
 @pytest.mark.prefect
 def test_profit_sweep_flow_moves_profit_to_wallet_b_once(
-    prefect_server: PrefectServer, devnet: DevnetManifest, chain: RpcClient, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    prefect_server: PrefectServer, devnet: DevnetManifest, chain: RpcClient, test_env: AppConfig,
 ) -> None:
     from flows.profit_sweep import profit_sweep
     from settings.blocks import push_settings
 
-    devnet.write(tmp_path / "manifest.json")
-    monkeypatch.setenv("DEXPILOT_MANIFEST", str(tmp_path / "manifest.json"))
-    monkeypatch.setenv("DEXPILOT_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
-    monkeypatch.setenv("DEXPILOT_HOT_WALLET_KEY", ANVIL_KEY_1)
     push_settings("test")
-    config = load_config("test")
+    config = test_env
 
     assert profit_sweep(env="test") is None, "wallet A starts below its working capital"
 

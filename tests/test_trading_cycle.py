@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -17,23 +16,12 @@ from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import FillRow, OrderRow, OrderStatus, RiskDecisionRow
 from dexpilot.state import BotState
 from dexpilot.trading.cycle import TradingRuntime, run_cycle
-from settings.files import load_config
-
-ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+from tests.fixtures.chain import ANVIL_KEY_1
 
 
 @pytest.fixture
-def config(devnet: DevnetManifest, chain: RpcClient, tmp_path: Path,
-           monkeypatch: pytest.MonkeyPatch) -> AppConfig:
-    devnet.write(tmp_path / "manifest.json")
-    monkeypatch.setenv("DEXPILOT_MANIFEST", str(tmp_path / "manifest.json"))
-    monkeypatch.setenv("DEXPILOT_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
-    return load_config("test")
-
-
-@pytest.fixture
-def runtime(config: AppConfig) -> Iterator[TradingRuntime]:
-    rt = TradingRuntime.build(config, HotWallet(ANVIL_KEY_1))
+def runtime(test_env: AppConfig) -> Iterator[TradingRuntime]:
+    rt = TradingRuntime.build(test_env, HotWallet(ANVIL_KEY_1))
     try:
         yield rt
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -22,21 +21,10 @@ from dexpilot.ledger import ErrorRow, Ledger, OrderRow, OrderStatus
 from dexpilot.ledger.models import LEDGER_TABLES
 from dexpilot.state import BotState, BotStateMachine, LedgerTransitionStore
 from dexpilot.trading.cycle import TradingRuntime, run_cycle
-from settings.files import load_config
+from tests.fixtures.chain import ANVIL_KEY_1
 from tests.fixtures.prefect import PrefectServer
 
-ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 KEY_HEX = ANVIL_KEY_1[2:]
-
-
-@pytest.fixture
-def test_env(devnet: DevnetManifest, chain: RpcClient, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> AppConfig:
-    devnet.write(tmp_path / "manifest.json")
-    monkeypatch.setenv("DEXPILOT_MANIFEST", str(tmp_path / "manifest.json"))
-    monkeypatch.setenv("DEXPILOT_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
-    monkeypatch.setenv("DEXPILOT_HOT_WALLET_KEY", ANVIL_KEY_1)
-    return load_config("test")
 
 
 def _gap(chain: RpcClient, devnet: DevnetManifest, factor: float = 1.02) -> None:
