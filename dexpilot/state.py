@@ -16,10 +16,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
+from sqlalchemy import text
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from dexpilot.errors import DexpilotError
 from dexpilot.ledger import Ledger, StateTransitionRow
+from dexpilot.ledger import checks as ledger_checks
 
 
 class BotState(StrEnum):
@@ -140,22 +143,48 @@ class BotStateMachine:
 
 
 class LedgerTransitionStore:
-    """Transitions kept in the ledger's ``state_transitions`` table."""
+    """Transitions kept in the ledger's ``state_transitions`` table.
+
+    Appending is a compare-and-set: inside one write transaction (SQLite takes its write lock
+    at BEGIN, PostgreSQL an advisory lock per environment) the latest state is read again and
+    the new row is refused if someone else changed the state since the machine read it — an
+    operator's pause can never be lost to the bot starting a cycle at the same instant.
+    """
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
     def latest_transition(self, env: str) -> Transition | None:
-        statement = (select(StateTransitionRow).where(StateTransitionRow.env == env)
-                     .order_by(col(StateTransitionRow.id).desc()).limit(1))
         with self.ledger.session(write=False) as session:
-            row = session.exec(statement).first()
-        if row is None:
-            return None
-        return Transition(row.env, BotState(row.from_state), BotState(row.to_state), row.reason,
-                          row.actor, row.created_at)
+            row = session.exec(_latest(env)).first()
+        return _transition(row) if row is not None else None
 
     def append_transition(self, transition: Transition) -> None:
-        self.ledger.record_transition(
-            transition.env, transition.from_state.value, transition.to_state.value,
-            reason=transition.reason, actor=transition.actor, created_at=transition.at)
+        with self.ledger.session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                                {"key": f"dexpilot-state-{transition.env}"})
+            row = session.exec(_latest(transition.env)).first()
+            current = BotState(row.to_state) if row is not None else BotState.INIT
+            if current is not transition.from_state:
+                raise TransitionRefused(
+                    f"{transition.env}: the state changed to {current.value} meanwhile; "
+                    f"{transition.from_state.value} -> {transition.to_state.value} not applied"
+                )
+            session.add(StateTransitionRow(
+                created_at=ledger_checks.aware(transition.at, "at"),
+                env=ledger_checks.env(transition.env),
+                from_state=transition.from_state.value, to_state=transition.to_state.value,
+                reason=ledger_checks.text_field(transition.reason, "reason"),
+                actor=ledger_checks.name(transition.actor, "actor"),
+            ))
+
+
+def _latest(env: str) -> SelectOfScalar[StateTransitionRow]:
+    return (select(StateTransitionRow).where(StateTransitionRow.env == env)
+            .order_by(col(StateTransitionRow.id).desc()).limit(1))
+
+
+def _transition(row: StateTransitionRow) -> Transition:
+    return Transition(row.env, BotState(row.from_state), BotState(row.to_state), row.reason,
+                      row.actor, row.created_at)

@@ -28,6 +28,7 @@ from dexpilot.state import (
     BotState,
     BotStateMachine,
     LedgerTransitionStore,
+    Transition,
     TransitionRefused,
 )
 from dexpilot_cli.main import app
@@ -467,3 +468,21 @@ def test_control_flow_pauses_and_resumes(prefect_server: PrefectServer, test_env
     markdown = asyncio.run(artifact())
     assert "**RUNNING**" in markdown and "maintenance from the UI" in markdown
     assert "| PAUSED | RUNNING | back |" in markdown
+
+
+def test_a_stale_transition_is_refused_not_lost(tmp_path: Path) -> None:
+    """Two writers read RUNNING at once; the second to write must not overwrite the first."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'race.db'}")
+    ledger.upgrade()
+    store = LedgerTransitionStore(ledger)
+    machine = BotStateMachine(store, "test")
+    machine.start()
+    now = datetime.now(UTC)
+    store.append_transition(Transition("test", BotState.RUNNING, BotState.TRADING, "cycle",
+                                       "bot", now))
+    with pytest.raises(TransitionRefused, match="changed to TRADING meanwhile"):
+        store.append_transition(Transition("test", BotState.RUNNING, BotState.PAUSED,
+                                           "operator pause", "cli:op", now))
+    assert machine.state is BotState.TRADING
+    assert [t.to_state for t in ledger.transitions("test")] == ["RUNNING", "TRADING"]
+    ledger.dispose()
