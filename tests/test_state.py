@@ -470,9 +470,14 @@ def test_control_flow_pauses_and_resumes(prefect_server: PrefectServer, test_env
     assert "| PAUSED | RUNNING | back |" in markdown
 
 
-def test_a_stale_transition_is_refused_not_lost(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres",
+                                                          marks=pytest.mark.postgres)])
+def test_a_stale_transition_is_refused_not_lost(backend: str, tmp_path: Path,
+                                                request: pytest.FixtureRequest) -> None:
     """Two writers read RUNNING at once; the second to write must not overwrite the first."""
-    ledger = Ledger(f"sqlite:///{tmp_path / 'race.db'}")
+    url = (f"sqlite:///{tmp_path / 'race.db'}" if backend == "sqlite"
+           else request.getfixturevalue("fresh_postgres_url"))
+    ledger = Ledger(url)
     ledger.upgrade()
     store = LedgerTransitionStore(ledger)
     machine = BotStateMachine(store, "test")
