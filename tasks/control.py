@@ -1,6 +1,6 @@
 """Control tasks: apply an operator's pause/resume/stop to the bot state machine, publish its
 recent transitions. The rules (waiting for a trading cycle, never starting a bot in INIT) are
-the same as the CLI's: both call ``dexpilot_cli.state.apply_action``."""
+the same as the CLI's: both call ``dexpilot.control.apply_action``."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from dexpilot.config import AppConfig
-from dexpilot.ledger import Ledger, StateTransitionRow
-from dexpilot.state import BotStateMachine, LedgerTransitionStore
-from dexpilot_cli.state import (
+from dexpilot.control import (
     ACTOR_MAX_LEN,
     DEFAULT_WAIT_S,
     Action,
     apply_action,
     recent_transitions,
 )
+from dexpilot.ledger import Ledger, StateTransitionRow
+from dexpilot.state import BotStateMachine, LedgerTransitionStore
 
 ARTIFACT_ROWS = 20
 

@@ -20,6 +20,7 @@ import pytest
 from eth_account import Account
 from typer.testing import CliRunner
 
+import dexpilot.control as control
 import dexpilot_cli.state as state_cli
 from dexpilot.errors import ConfigError
 from dexpilot.ledger import Ledger
@@ -368,13 +369,13 @@ def test_cli_pause_waits_for_the_trading_cycle(test_env: str,
     led.dispose()
 
     polled = threading.Event()  # set once the CLI has seen TRADING and starts to wait
-    real_sleep = state_cli._poll_sleep
+    real_sleep = control._poll_sleep
 
     def poll_sleep(seconds: float) -> None:
         polled.set()
         real_sleep(seconds)
 
-    monkeypatch.setattr(state_cli, "_poll_sleep", poll_sleep)
+    monkeypatch.setattr(control, "_poll_sleep", poll_sleep)
     problems: list[BaseException] = []
 
     def bot() -> None:  # the other side: the bot ends its cycle while the CLI waits
@@ -414,7 +415,7 @@ def test_cli_stop_gives_up_when_the_cycle_does_not_end(test_env: str) -> None:
 
 def test_apply_action_rejects_unknown_action(ledger: Ledger) -> None:
     with pytest.raises(ConfigError, match="unknown action"):
-        state_cli.apply_action(machine_on(ledger), "start", reason="x",  # type: ignore[arg-type]
+        control.apply_action(machine_on(ledger), "start", reason="x",  # type: ignore[arg-type]
                                actor="test")
 
 
