@@ -15,10 +15,12 @@ TEST_DEBS := postgresql prometheus prometheus-pushgateway prometheus-alertmanage
 
 .PHONY: run test lint typecheck setup deps-python deps-node deps-system devnet-down clean
 
-# The demo keeps its Prefect state (local server database, blocks) beside the dev chain.
+# The demo keeps its Prefect state (local server database, blocks) beside the dev chain;
+# MONITORING=1 also starts Prometheus, Pushgateway and Alertmanager on loopback.
 run: setup .env
 	PREFECT_HOME=$(CURDIR)/.devnet/prefect PREFECT_LOGGING_LEVEL=WARNING \
-	  $(BIN)/dexpilot demo --cycles $(or $(CYCLES),10)
+	  PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180 \
+	  $(BIN)/dexpilot demo --cycles $(or $(CYCLES),10) $(if $(MONITORING),--monitoring)
 
 # dev only: .env.example holds anvil's public test key for the local dev chain.
 .env:

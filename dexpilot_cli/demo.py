@@ -7,6 +7,7 @@ bounded number of cycles; then a summary of what the bot did.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import typer
@@ -44,10 +45,15 @@ def demo(
     cycles: int = typer.Option(10, min=1, help="trading cycles to run"),
     interval: float = typer.Option(1.0, min=0.0, help="seconds between cycles"),
     seed: int = typer.Option(7, help="random seed of the simulated market"),
+    monitoring: bool = typer.Option(False, "--monitoring",
+                                    help="also run Prometheus + Pushgateway on loopback"),
 ) -> None:
     """Dev chain + market simulator + a bounded trading session, then a summary."""
     from flows.trading_session import trading_session
     from settings.blocks import push_settings
+
+    if monitoring:
+        _start_monitoring()
 
     with console.status("Starting the dev chain (first start deploys the market)..."):
         manifest, started = devnet.up()
@@ -99,6 +105,25 @@ def demo(
     reader = ChainReader(client, manifest.multicall, expected_chain_id=manifest.chain_id)
     print_market(reader.snapshot(manifest.pool_refs(), [t.token() for t in manifest.tokens],
                                  [manifest.hot_wallet]), manifest)
+    if monitoring and sys.stdin.isatty():
+        typer.prompt("Prometheus keeps running for a look; press Enter to stop it",
+                      default="", show_default=False)
+
+
+def _start_monitoring() -> None:
+    """Prometheus + Pushgateway beside the demo (the test fixtures' code); the session pushes
+    to it through ``DEXPILOT_PUSHGATEWAY_URL``. They stop when the demo exits."""
+    import atexit
+    import os
+
+    from deployments.monitoring.local import start_stack
+
+    with console.status("Starting Prometheus and the Pushgateway on loopback..."):
+        stack = start_stack(interval="2s")
+    atexit.register(stack.stop)
+    os.environ["DEXPILOT_PUSHGATEWAY_URL"] = stack.pushgateway_url
+    console.print(f"Prometheus: [bold]{stack.prometheus_url}[/]  (Pushgateway "
+                  f"{stack.pushgateway_url}; try the query dexpilot_bot_state)")
 
 
 def _print_summary(summary: dict[str, object], pnl_usdc: float) -> None:

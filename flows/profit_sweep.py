@@ -11,6 +11,7 @@ from prefect import flow
 
 from settings.blocks import load_settings
 from tasks.locks import wallet_lock
+from tasks.metrics import pushed_metrics
 from tasks.sweep import find_profit, send_profit
 from tasks.trading import trading_runtime
 
@@ -18,7 +19,8 @@ from tasks.trading import trading_runtime
 @flow(name="profit-sweep")
 def profit_sweep(env: str = "dev") -> str | None:
     config = load_settings(env)
-    with wallet_lock(config.wallets.hot), trading_runtime(config) as runtime:
+    with (pushed_metrics(config, job="dexpilot-sweep"), wallet_lock(config.wallets.hot),
+          trading_runtime(config) as runtime):
         plan = find_profit(runtime)
         return send_profit(runtime, plan) if plan is not None else None
 

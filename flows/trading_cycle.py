@@ -9,17 +9,19 @@ from typing import Any
 
 from prefect import flow
 
-from dexpilot.trading.cycle import run_cycle
+from dexpilot.metrics import observed_cycle
 from settings.blocks import load_settings
 from tasks.locks import wallet_lock
+from tasks.metrics import pushed_metrics
 from tasks.trading import run_step_as_task, trading_runtime
 
 
 @flow(name="trading-cycle")
 def trading_cycle(env: str = "dev") -> dict[str, Any]:
     config = load_settings(env)
-    with wallet_lock(config.wallets.hot), trading_runtime(config) as runtime:
-        report = run_cycle(runtime, run_step=run_step_as_task)
+    with (pushed_metrics(config) as metrics, wallet_lock(config.wallets.hot),
+          trading_runtime(config) as runtime):
+        report = observed_cycle(runtime, metrics, run_step=run_step_as_task)
     return asdict(report)
 
 

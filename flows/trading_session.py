@@ -13,11 +13,12 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from dexpilot.metrics import observed_cycle
 from dexpilot.state import BotState
-from dexpilot.trading.cycle import run_cycle
 from dexpilot.trading.session import SessionSummary
 from settings.blocks import load_settings
 from tasks.locks import wallet_lock
+from tasks.metrics import push_metrics, pushed_metrics, serve_metrics
 from tasks.trading import run_step_as_task, trading_runtime
 
 
@@ -29,10 +30,14 @@ def trading_session(env: str = "dev", max_cycles: int | None = None,
     interval = interval_s if interval_s is not None else config.strategy.cycle_interval_s
     summary = SessionSummary()
     started = time.monotonic()
-    with trading_runtime(config) as runtime:
+    serve_metrics(config)
+    with pushed_metrics(config) as metrics, trading_runtime(config) as runtime:
         while not summary.bound_reached(max_cycles, max_seconds, started):
             with wallet_lock(config.wallets.hot):
-                summary.add(run_cycle(runtime, run_step=run_step_as_task))
+                try:
+                    summary.add(observed_cycle(runtime, metrics, run_step=run_step_as_task))
+                finally:
+                    push_metrics(config)
             if runtime.state.state in (BotState.STOPPED, BotState.ERROR):
                 get_run_logger().warning("session ends: bot is %s", runtime.state.state.value)
                 break

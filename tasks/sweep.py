@@ -7,6 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from dexpilot.execution.sweep import SweepPlan, plan_sweep
 from dexpilot.market.valuation import quote_prices
+from dexpilot.metrics import process_metrics
 from dexpilot.trading.cycle import TradingRuntime, balances_by_symbol, read_snapshot
 from tasks.policy import NETWORK_RETRIES, NETWORK_RETRY_DELAYS, retry_on_network_errors
 
@@ -29,4 +30,5 @@ def send_profit(rt: TradingRuntime, plan: SweepPlan) -> str:
     tx_hash = rt.executor.transfer(plan.token, plan.to, plan.amount)
     rt.ledger.record_profit_sweep(token=plan.token.address, amount=plan.amount,
                                   to_address=plan.to, tx_hash=tx_hash)
+    process_metrics().profit_swept(plan.token.symbol, plan.amount / 10**plan.token.decimals)
     return tx_hash

@@ -16,6 +16,8 @@ from prefect.tasks import Task
 
 from dexpilot.config import AppConfig
 from dexpilot.execution.wallet import HotWallet
+from dexpilot.logs import register_secret
+from dexpilot.metrics import process_metrics
 from dexpilot.trading.cycle import TradingRuntime
 from settings.blocks import load_hot_wallet_key
 from tasks.policy import NETWORK_RETRIES, NETWORK_RETRY_DELAYS, retry_on_network_errors
@@ -51,8 +53,11 @@ def trading_runtime(config: AppConfig) -> Iterator[TradingRuntime]:
     """
     signer = None
     if config.strategy.mode == "live":
-        signer = HotWallet(load_hot_wallet_key(config.env).get_secret_value())
+        key = load_hot_wallet_key(config.env).get_secret_value()
+        register_secret(key)  # masked in every JSON log line, wherever it would appear
+        signer = HotWallet(key)
     runtime = TradingRuntime.build(config, signer)
+    process_metrics().attach(runtime)
     try:
         yield runtime
     finally:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -35,6 +35,9 @@ class RpcClient:
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=timeout, headers={"Content-Type": "application/json"})
         self.round_trips = 0
+        # Observers (metrics): every request's (url, seconds, error or None); every switch.
+        self.on_request: Callable[[str, float, Exception | None], None] | None = None
+        self.on_switch: Callable[[str, str], None] | None = None
         self.w3 = Web3(_ClientProvider(self))
         # Every default middleware either adds round trips (validation asks eth_chainId on each
         # call) or reshapes answers; the chain id is checked once by ``verify_chain_id``.
@@ -48,8 +51,12 @@ class RpcClient:
     def switch(self) -> str:
         """Make the next endpoint active (wrapping around) and return its URL."""
         with self._lock:
+            old = self.urls[self._index]
             self._index = (self._index + 1) % len(self.urls)
-            return self.urls[self._index]
+            new = self.urls[self._index]
+        if self.on_switch is not None:
+            self.on_switch(old, new)
+        return new
 
     def close(self) -> None:
         self._http.close()
@@ -114,6 +121,18 @@ class RpcClient:
             time.sleep(poll_interval)
 
     def _post(self, payload: Any) -> Any:
+        if self.on_request is None:
+            return self._send(payload)
+        target, started = self.url, time.perf_counter()
+        try:
+            answer = self._send(payload)
+        except (NetworkError, ApiError) as exc:
+            self.on_request(target, time.perf_counter() - started, exc)
+            raise
+        self.on_request(target, time.perf_counter() - started, None)
+        return answer
+
+    def _send(self, payload: Any) -> Any:
         # Error texts name the endpoint without path or password: providers put keys there.
         target, url = self.url, redact_url(self.url)
         self.round_trips += 1

@@ -25,6 +25,7 @@ Paper mode records the would-be fill from an ``eth_simulateV1`` of approve + swa
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ TRANSFER_GAS = 100_000
 CANCEL_GAS = 21_000
 # How nodes say "I have this transaction already" (geth, anvil/reth, parity/erigon).
 _ALREADY_KNOWN = ("already known", "already imported", "known transaction")
+log = logging.getLogger(__name__)
 
 
 def _no_checkpoint(name: str) -> None:
@@ -151,6 +153,7 @@ class Executor:
             min_amount_out=plan.min_amount_out, expected_amount_out=quote.amount_out,
             mode=self.mode, strategy=intent.strategy, group_id=intent.group_id,
         )
+        self._log("order written", intent.client_order_id, venue=quote.venue)
         self.checkpoint("order_written")
         if self.mode is TradeMode.PAPER:
             return self._simulate_paper(plan, swap)
@@ -174,9 +177,13 @@ class Executor:
                                         tx_hash=signed.tx_hash, nonce=signed.nonce)
         self.checkpoint("swap_signed")
         self._broadcast(signed)
+        self._log("swap sent", intent.client_order_id, signed.tx_hash, quote.venue)
         self.checkpoint("swap_sent")
         receipt = self._await_with_replacement(signed, swap, fees, intent.client_order_id)
-        return self._settle(intent.client_order_id, receipt)
+        result = self._settle(intent.client_order_id, receipt)
+        self._log(f"order {result.status.value}", intent.client_order_id, result.tx_hash,
+                  quote.venue, error=result.error)
+        return result
 
     def reconcile(self) -> list[ExecutionResult]:
         """Finish what an earlier (possibly killed) process left pending for this wallet."""
@@ -194,11 +201,21 @@ class Executor:
             result = self._reconcile_order(order)
             if result is not None:
                 results.append(result)
+        for result in results:
+            self._log(f"reconciled: {result.status.value}", result.client_order_id,
+                      result.tx_hash, error=result.error)
         self.nonces.forget()
         return results
 
     def __repr__(self) -> str:
         return f"Executor(env={self.env}, wallet={self.address}, mode={self.mode.value})"
+
+    def _log(self, message: str, order_id: str | None, tx_hash: str | None = None,
+             venue: str | None = None, **fields: Any) -> None:
+        """One structured line per step of a trade (``extra=``: the JSON log's fields)."""
+        log.info("%s: %s", order_id, message, extra={
+            "order_id": order_id, "tx_hash": tx_hash, "venue": venue, "env": self.env,
+            "mode": self.mode.value, **fields})
 
     # -- live steps -----------------------------------------------------------------------
     def _sign(self, to: str, data: str, value: int, gas: int, nonce: int, fees: Fees) -> SignedTx:
@@ -227,8 +244,9 @@ class Executor:
             return
         amount = max(plan.intent.amount_in, self.settings.approval_cap or 0)
         approve = "0x" + (APPROVE + encode(["address", "uint256"], [spender, amount])).hex()
-        self._send_token_call(token, approve, APPROVE_GAS, TxPurpose.APPROVE,
-                              plan.intent.client_order_id)
+        tx_hash = self._send_token_call(token, approve, APPROVE_GAS, TxPurpose.APPROVE,
+                                        plan.intent.client_order_id)
+        self._log("approval mined", plan.intent.client_order_id, tx_hash, plan.quote.venue)
 
     def transfer(self, token: Token, to: str, amount: int) -> str:
         """Send ``amount`` of ``token`` from wallet A to ``to`` (the profit sweep); returns the
@@ -418,6 +436,7 @@ class Executor:
 
     def _fail(self, client_order_id: str, error: str) -> ExecutionResult:
         self.ledger.update_order_status(client_order_id, OrderStatus.FAILED, error=error)
+        self._log("order FAILED", client_order_id, error=error)
         return ExecutionResult(client_order_id, OrderStatus.FAILED, error=error)
 
     # -- reconcile ------------------------------------------------------------------------
@@ -538,6 +557,7 @@ class Executor:
         gas_used = int(swap_call["gasUsed"], 16)
         self.ledger.add_fill(intent.client_order_id, amount_in=sent, amount_out=received,
                              gas_used=gas_used)
+        self._log("order SIMULATED", intent.client_order_id, venue=plan.quote.venue)
         return ExecutionResult(intent.client_order_id, OrderStatus.SIMULATED, sent, received,
                                gas_used=gas_used)
 
