@@ -308,6 +308,60 @@ class ProfitSweepRow(SQLModel, table=True):
     to_address: str = Field(max_length=ADDRESS_LEN)
 
 
+class SwapEventRow(SQLModel, table=True):
+    """One ``Swap`` log of a configured pool, as the chain reported it (migration 0003).
+
+    V2 and V3 share one shape: V2's ``amount0In/amount1In/amount0Out/amount1Out`` are stored
+    as logged; V3's signed ``amount0/amount1`` are split into ``*_in`` (positive: the pool
+    received) and ``*_out`` (negative: the pool paid), so every amount is a non-negative raw
+    uint256. ``sqrt_price_x96``, ``liquidity`` and ``tick`` (the pool after the swap) are set
+    for V3 only. ``(tx_hash, log_index)`` is unique: re-reading a block range never duplicates
+    an event. ``block_hash`` lets the ingestor notice and drop events of a reorganised block.
+    """
+
+    __tablename__ = "swap_events"
+    __table_args__ = (
+        sa.UniqueConstraint("tx_hash", "log_index"),
+        sa.Index("ix_swap_events_pool_block_number", "pool", "block_number"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    pool: str = Field(max_length=ADDRESS_LEN)
+    block_number: int = Field(sa_type=sa.BigInteger, index=True)
+    block_hash: str = Field(max_length=TX_HASH_LEN)
+    block_time: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False, index=True))
+    tx_hash: str = Field(max_length=TX_HASH_LEN)
+    log_index: int
+    sender: str = Field(max_length=ADDRESS_LEN)
+    recipient: str = Field(max_length=ADDRESS_LEN)
+    amount0_in: int = _amount()
+    amount1_in: int = _amount()
+    amount0_out: int = _amount()
+    amount1_out: int = _amount()
+    sqrt_price_x96: int | None = Field(
+        default=None, sa_column=sa.Column(RawAmount(), nullable=True)
+    )
+    liquidity: int | None = Field(default=None, sa_column=sa.Column(RawAmount(), nullable=True))
+    tick: int | None = Field(default=None)
+
+
+class IngestCursorRow(SQLModel, table=True):
+    """How far a log stream (e.g. ``swaps``) has been read for one pool (migration 0003).
+
+    The ingestor resumes from ``last_block`` less its re-read window, so a restart neither
+    misses nor duplicates events, and a pool added later is read from its own start.
+    """
+
+    __tablename__ = "ingest_cursors"
+    __table_args__ = (sa.UniqueConstraint("stream", "pool"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    stream: str = Field(max_length=NAME_LEN)
+    pool: str = Field(max_length=ADDRESS_LEN)
+    last_block: int = Field(sa_type=sa.BigInteger)
+    updated_at: datetime = _time()
+
+
 LEDGER_TABLES: tuple[type[SQLModel], ...] = (
     OrderRow,
     TransactionRow,
@@ -318,4 +372,6 @@ LEDGER_TABLES: tuple[type[SQLModel], ...] = (
     StateTransitionRow,
     ErrorRow,
     ProfitSweepRow,
+    SwapEventRow,
+    IngestCursorRow,
 )
