@@ -1,0 +1,36 @@
+"""Analysis (seed: the AI analyzer): candles -> models per pair (mapped) -> signals stored ->
+a table of the latest signals and a markdown summary of the market."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, unmapped
+
+from settings.blocks import load_settings
+from tasks.analysis import (
+    analyse_pair,
+    analyse_pair_trades,
+    list_pairs,
+    load_market_candles,
+    publish_analysis,
+    store_signals,
+)
+
+
+@flow(name="analysis")
+def analysis(env: str = "dev", candles_path: str | None = None, interval: str = "1m",
+             lookback: int = 240, cost_bps: float = 60.0,
+             pair_trades: list[list[str]] | None = None) -> dict[str, Any]:
+    config = load_settings(env)
+    # TODO(lead): ingest swap events + refresh_candles here once the market-data tasks exist.
+    candles = load_market_candles(config, candles_path, interval, lookback)
+    per_pair = analyse_pair.map(unmapped(candles), list_pairs(candles), unmapped(cost_bps),
+                                 unmapped(lookback))
+    pairs = analyse_pair_trades(candles, pair_trades, cost_bps, lookback)
+    result = store_signals(config, [*per_pair.result(), pairs])
+    return publish_analysis(config, candles, result)
+
+
+if __name__ == "__main__":
+    analysis()
