@@ -1,5 +1,6 @@
-"""Analysis (seed: the AI analyzer): candles -> models per pair (mapped) -> signals stored ->
-a table of the latest signals and a markdown summary of the market."""
+"""Analysis (seed: the AI analyzer): swap events -> candles -> models per pair (mapped) ->
+signals stored -> a table of the latest signals and a markdown summary of the market.
+With ``candles_path`` it analyses a file the operator brings instead of the chain."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from settings.blocks import load_settings
 from tasks.analysis import (
     analyse_pair,
     analyse_pair_trades,
+    ingest_market,
     list_pairs,
     load_market_candles,
     publish_analysis,
@@ -23,7 +25,8 @@ def analysis(env: str = "dev", candles_path: str | None = None, interval: str = 
              lookback: int = 240, cost_bps: float = 60.0,
              pair_trades: list[list[str]] | None = None) -> dict[str, Any]:
     config = load_settings(env)
-    # TODO(lead): ingest swap events + refresh_candles here once the market-data tasks exist.
+    if candles_path is None:
+        ingest_market(config, interval)
     candles = load_market_candles(config, candles_path, interval, lookback)
     per_pair = analyse_pair.map(unmapped(candles), list_pairs(candles), unmapped(cost_bps),
                                  unmapped(lookback))

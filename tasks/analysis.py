@@ -19,12 +19,20 @@ from dexpilot.analysis.models import (
     default_models,
     pairs_models,
 )
-from dexpilot.analysis.models.base import CANDLE_SCHEMA
 from dexpilot.analysis.models.report import market_summary_markdown, signal_rows, signals_table
 from dexpilot.backtest.data import normalise_candles, read_candles
+from dexpilot.chain.rpc import RpcClient
 from dexpilot.config import AppConfig
 from dexpilot.ledger import Ledger
-from dexpilot.market.candles import check_interval, default_candle_root, load_candles
+from dexpilot.market.candles import (
+    CANDLE_SCHEMA,
+    CandleStore,
+    check_interval,
+    default_candle_root,
+    load_candles,
+    refresh_candles,
+)
+from dexpilot.market.ingest import SwapIngestor
 from tasks.policy import NETWORK_RETRIES, NETWORK_RETRY_DELAYS, retry_on_network_errors
 
 MAX_AUTO_PAIR_TRADES = 6  # pairs models for every two pairs only up to this many pairs
@@ -34,6 +42,29 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 def span(interval: str, count: int) -> timedelta:
     """``count`` candles of ``interval`` ("30s", "1m", "1h", "1d")."""
     return timedelta(seconds=int(interval[:-1]) * UNITS[interval[-1]] * count)
+
+
+@task(cache_policy=NO_CACHE, retries=NETWORK_RETRIES, retry_delay_seconds=NETWORK_RETRY_DELAYS,
+      retry_condition_fn=retry_on_network_errors)
+def ingest_market(config: AppConfig, interval: str) -> int:
+    """New swap events of every configured pool into the ledger, then the candles they change.
+
+    Resumes from the last stored block and re-reads the last few (reorgs); returns the
+    candle rows written.
+    """
+    pools = config.pool_refs()
+    ledger = Ledger(config.ledger.url)
+    try:
+        ledger.upgrade()
+        with RpcClient(config.chain.rpc_urls, timeout=config.chain.rpc_timeout_s) as client:
+            report = SwapIngestor(client, ledger, pools).run()
+        get_run_logger().info("ingested %d swap events up to block %d", report.inserted,
+                              report.to_block)
+        store = CandleStore(default_candle_root(config.ledger.url))
+        return refresh_candles(ledger, pools, store, check_interval(interval),
+                               since=report.changed_since)
+    finally:
+        ledger.dispose()
 
 
 @task(cache_policy=NO_CACHE, retries=NETWORK_RETRIES, retry_delay_seconds=NETWORK_RETRY_DELAYS,

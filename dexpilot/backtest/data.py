@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from dexpilot.analysis.models.base import CANDLE_SCHEMA
+from dexpilot.market.candles import CANDLE_SCHEMA
 
 
 def read_candles(path: str | Path) -> pl.DataFrame:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from dexpilot.analysis.models.base import CANDLE_SCHEMA, FloatArray
+from dexpilot.analysis.models.base import FloatArray
+from dexpilot.market.candles import CANDLE_SCHEMA
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

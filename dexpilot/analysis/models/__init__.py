@@ -1,7 +1,6 @@
 """Statistical models over candles: each answers ``Signal``s or a reasoned ``NoSignal``."""
 
 from dexpilot.analysis.models.base import (
-    CANDLE_SCHEMA,
     Model,
     ModelResult,
     NoSignal,
@@ -23,7 +22,6 @@ from dexpilot.analysis.models.runner import (
 )
 
 __all__ = [
-    "CANDLE_SCHEMA",
     "AnalysisResult",
     "ForecastModel",
     "MeanReversionModel",

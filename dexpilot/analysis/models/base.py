@@ -24,25 +24,13 @@ import numpy.typing as npt
 import polars as pl
 
 from dexpilot.analysis.signal import Signal
+from dexpilot.market.candles import ALL_VENUES
+
+REQUIRED_COLUMNS = ("ts", "pair", "venue", "close")
 
 FloatArray: TypeAlias = npt.NDArray[np.float64]
 IntArray: TypeAlias = npt.NDArray[np.int64]
 
-CANDLE_SCHEMA: dict[str, pl.DataType] = {
-    "ts": pl.Datetime("us", "UTC"),
-    "pair": pl.String(),
-    "venue": pl.String(),
-    "pool": pl.String(),
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "volume_base": pl.Float64(),
-    "volume_quote": pl.Float64(),
-    "trades": pl.Int64(),
-}
-REQUIRED_COLUMNS = ("ts", "pair", "venue", "close")
-ALL_VENUES = "all"  # the cross-venue aggregate of ``load_candles``
 MAX_GAP_FACTOR = 1.5  # a step longer than 1.5 candle intervals is a gap
 
 
