@@ -9,7 +9,6 @@ from dexpilot.backtest.engine import (
     Trade,
     aligned_series,
     default_limits,
-    proposal_for,
     run_backtest,
 )
 from dexpilot.backtest.report import (
@@ -33,7 +32,6 @@ __all__ = [
     "default_limits",
     "exposure_table",
     "pnl_raw",
-    "proposal_for",
     "read_candles",
     "realised_pnl",
     "report_markdown",

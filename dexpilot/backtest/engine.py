@@ -29,14 +29,14 @@ from dexpilot.analysis.signal import Signal
 from dexpilot.backtest.fills import PoolBook, token_for
 from dexpilot.config import RiskLimits
 from dexpilot.errors import ApiError
-from dexpilot.market.pools import MarketSnapshot
 from dexpilot.money import Token, to_raw
-from dexpilot.risk import RiskContext, RiskDecision, RiskEngine, TradeProposal, min_amount_out
+from dexpilot.risk import RiskContext, RiskDecision, RiskEngine, TradeProposal
 from dexpilot.risk.checks import quote_value
 from dexpilot.routing.router import Route, Router
 from dexpilot.strategy.base import Strategy, StrategyContext
 from dexpilot.strategy.intent import OrderIntent
 from dexpilot.strategy.statistical import StatisticalStrategy
+from dexpilot.trading.proposal import proposal_for
 
 WALLET = "0x" + "a" * 40
 DAY_US = 86_400 * 1_000_000
@@ -136,27 +136,6 @@ def default_limits(quote: Token, symbols: Sequence[str], native_symbol: str) -> 
         warn_price_impact_bps=100, max_price_impact_bps=300, max_reference_deviation_bps=300,
         max_gas_price_wei=200 * 10**9, min_gas_balance_wei=10**16,
         token_allowlist=sorted(set(symbols)),
-    )
-
-
-def proposal_for(intent: OrderIntent, route: Route, prices: Mapping[str, float], quote: Token,
-                 slippage_bps: int, gas_price_wei: int,
-                 snapshot: MarketSnapshot | None = None) -> TradeProposal:
-    """The risk proposal for a routed intent, exactly as the trading cycle builds it."""
-    pool_price = None
-    pool = intent.details.get("pool")
-    if isinstance(pool, str) and snapshot is not None:
-        pool_price = snapshot.pool(pool).price_of(intent.token_in)
-    return TradeProposal(
-        intent=intent, expected_out=route.amount_out,
-        min_out=min_amount_out(route.amount_out, slippage_bps),
-        amount_in_quote=quote_value(intent.amount_in, intent.token_in,
-                                    prices.get(intent.token_in.symbol, 0.0), quote),
-        expected_out_quote=quote_value(route.amount_out, intent.token_out,
-                                       prices.get(intent.token_out.symbol, 0.0), quote),
-        price_impact_bps=max(leg.quote.price_impact_bps for leg in route.legs),
-        venues=route.venues, gas_limit=max(route.gas_estimate, 1),
-        gas_price_wei=gas_price_wei, pool_price=pool_price,
     )
 
 

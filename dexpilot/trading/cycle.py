@@ -36,6 +36,7 @@ from dexpilot.strategy.arbitrage import CrossVenueArbitrage
 from dexpilot.strategy.base import Strategy, StrategyContext
 from dexpilot.strategy.intent import OrderIntent
 from dexpilot.trading.failover import with_failover
+from dexpilot.trading.proposal import proposal_for
 from dexpilot.venues.base import Venue
 from dexpilot.venues.registry import venues_from_config
 
@@ -197,22 +198,8 @@ def check_risk(rt: TradingRuntime, routed: Sequence[RoutedOrder], snapshot: Mark
             rt.ledger.record_risk_decision(order.intent.client_order_id, approved=False,
                                            rule="route", reason=order.error or "no route")
             continue
-        route, intent = order.route, order.intent
-        pool_price = None
-        pool = intent.details.get("pool")
-        if isinstance(pool, str):
-            pool_price = snapshot.pool(pool).price_of(intent.token_in)
-        order.proposal = TradeProposal(
-            intent=intent, expected_out=route.amount_out,
-            min_out=min_amount_out(route.amount_out, slippage),
-            amount_in_quote=quote_value(intent.amount_in, intent.token_in,
-                                        prices.get(intent.token_in.symbol, 0.0), rt.quote),
-            expected_out_quote=quote_value(route.amount_out, intent.token_out,
-                                           prices.get(intent.token_out.symbol, 0.0), rt.quote),
-            price_impact_bps=max(leg.quote.price_impact_bps for leg in route.legs),
-            venues=route.venues, gas_limit=max(route.gas_estimate, 1),
-            gas_price_wei=gas_price_wei, pool_price=pool_price,
-        )
+        order.proposal = proposal_for(order.intent, order.route, prices, rt.quote, slippage,
+                                      gas_price_wei, snapshot)
         proposals.append(order)
     context = RiskContext(
         balances=balances_by_symbol(rt, snapshot), prices=prices,
