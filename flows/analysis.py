@@ -18,6 +18,7 @@ from tasks.analysis import (
     publish_analysis,
     store_signals,
 )
+from tasks.metrics import pushed_metrics
 
 
 @flow(name="analysis")
@@ -25,14 +26,17 @@ def analysis(env: str = "dev", candles_path: str | None = None, interval: str = 
              lookback: int = 240, cost_bps: float = 60.0,
              pair_trades: list[list[str]] | None = None) -> dict[str, Any]:
     config = load_settings(env)
-    if candles_path is None:
-        ingest_market(config, interval)
-    candles = load_market_candles(config, candles_path, interval, lookback)
-    per_pair = analyse_pair.map(unmapped(candles), list_pairs(candles), unmapped(cost_bps),
-                                 unmapped(lookback))
-    pairs = analyse_pair_trades(candles, pair_trades, cost_bps, lookback)
-    result = store_signals(config, [*per_pair.result(), pairs])
-    return publish_analysis(config, candles, result)
+    with pushed_metrics(config, job="dexpilot-analysis") as metrics:
+        if candles_path is None:
+            ingest_market(config, interval)
+        candles = load_market_candles(config, candles_path, interval, lookback)
+        per_pair = analyse_pair.map(unmapped(candles), list_pairs(candles), unmapped(cost_bps),
+                                     unmapped(lookback))
+        pairs = analyse_pair_trades(candles, pair_trades, cost_bps, lookback)
+        result = store_signals(config, [*per_pair.result(), pairs])
+        outcome = publish_analysis(config, candles, result)
+        metrics.analysis_done()
+    return outcome
 
 
 if __name__ == "__main__":
