@@ -256,7 +256,7 @@ class RiskLimits(_Model):
 
 
 class StrategyConfig(_Model):
-    name: str = "cross_venue_arbitrage"
+    name: Literal["cross_venue_arbitrage", "statistical"] = "cross_venue_arbitrage"
     quote_token: str
     mode: Literal["paper", "live"] = "paper"
     cycle_interval_s: float = Field(default=5.0, gt=0)

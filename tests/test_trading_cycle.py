@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlmodel import select
@@ -13,7 +14,7 @@ from dexpilot.chain.rpc import RpcClient
 from dexpilot.chain.simulator import MarketSimulator
 from dexpilot.config import AppConfig
 from dexpilot.execution.wallet import HotWallet
-from dexpilot.ledger import FillRow, OrderRow, OrderStatus, RiskDecisionRow
+from dexpilot.ledger import FillRow, OrderRow, OrderStatus, RiskDecisionRow, SignalRow
 from dexpilot.state import BotState
 from dexpilot.trading.cycle import TradingRuntime, run_cycle
 from tests.fixtures.chain import ANVIL_KEY_1
@@ -121,3 +122,39 @@ def test_manipulated_pool_is_refused_by_the_reference_check(
         rules = {d.rule for d in session.exec(select(RiskDecisionRow)).all() if not d.approved}
     assert rules & {"reference_price", "price_impact"}, rules
     assert _balances(chain, devnet)["USDC"] == before["USDC"]
+
+
+def _statistical(test_env: AppConfig) -> AppConfig:
+    strategy = test_env.strategy.model_copy(update={"name": "statistical"})
+    return test_env.model_copy(update={"strategy": strategy})
+
+
+def _model_signal(created: datetime, horizon_s: int) -> SignalRow:
+    return SignalRow(model="mean_reversion", pair="WETH/USDC", side="buy", edge_bps=80.0,
+                     confidence=0.9, horizon_s=horizon_s, inputs_from=created - timedelta(hours=1),
+                     inputs_to=created, created_at=created, payload={"z": -2.5})
+
+
+def test_statistical_strategy_trades_a_fresh_stored_model_signal(
+    test_env: AppConfig, chain: RpcClient, devnet: DevnetManifest
+) -> None:
+    rt = TradingRuntime.build(_statistical(test_env), HotWallet(ANVIL_KEY_1))
+    try:
+        rt.ledger.record_signals([_model_signal(datetime.now(UTC), 600)])
+        weth_before = _balances(chain, devnet)["WETH"]
+        report = run_cycle(rt, "stat")
+        assert report.intents >= 1
+        assert report.executions and all(e.filled for e in report.executions), report
+        assert _balances(chain, devnet)["WETH"] > weth_before, "a buy signal buys the base"
+    finally:
+        rt.close()
+
+
+def test_expired_model_signals_are_ignored(test_env: AppConfig) -> None:
+    rt = TradingRuntime.build(_statistical(test_env), HotWallet(ANVIL_KEY_1))
+    try:
+        rt.ledger.record_signals([_model_signal(datetime.now(UTC) - timedelta(minutes=30), 60)])
+        report = run_cycle(rt, "stale")
+        assert report.intents == 0 and report.executions == []
+    finally:
+        rt.close()

@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import select
 
-from dexpilot.analysis.signal import Signal
+from dexpilot.analysis.signal import Side, Signal
+from dexpilot.analysis.spread_model import MODEL as SPREAD_MODEL
 from dexpilot.analysis.spread_model import spread_signals
 from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
@@ -35,6 +36,7 @@ from dexpilot.state import BotStateMachine, LedgerTransitionStore
 from dexpilot.strategy.arbitrage import CrossVenueArbitrage
 from dexpilot.strategy.base import Strategy, StrategyContext
 from dexpilot.strategy.intent import OrderIntent
+from dexpilot.strategy.statistical import StatisticalStrategy
 from dexpilot.trading.failover import with_failover
 from dexpilot.trading.proposal import proposal_for
 from dexpilot.venues.base import Venue
@@ -85,8 +87,7 @@ class TradingRuntime:
         for venue in extra_venues:
             venues[venue.name] = venue
         hub = config.token(config.chain.weth)
-        params = config.strategy.params
-        strategy = CrossVenueArbitrage(min_profit_bps=float(params.get("min_profit_bps", 5.0)))
+        strategy = strategy_for(config)
         return cls(
             config=config, client=client,
             reader=ChainReader(client, config.chain.multicall,
@@ -139,6 +140,10 @@ def read_snapshot(rt: TradingRuntime) -> MarketSnapshot:
 
 
 def generate_signals(rt: TradingRuntime, snapshot: MarketSnapshot) -> list[Signal]:
+    """This snapshot's cross-venue spreads (recorded), plus the candle models' signals the
+    analysis flow stored that are still within their horizon: analysis runs on its own
+    schedule, trading reads its conclusions."""
+    stored = fresh_model_signals(rt.ledger, datetime.fromtimestamp(snapshot.block_timestamp, UTC))
     signals = spread_signals(snapshot)
     if signals:
         rt.ledger.record_signals(SignalRow(
@@ -147,7 +152,34 @@ def generate_signals(rt: TradingRuntime, snapshot: MarketSnapshot) -> list[Signa
             inputs_from=s.inputs_from or datetime.now(UTC),
             inputs_to=s.inputs_to or datetime.now(UTC), payload=dict(s.details),
         ) for s in signals)
-    return signals
+    return signals + stored
+
+
+def fresh_model_signals(ledger: Ledger, now: datetime,
+                        window: timedelta = timedelta(hours=1)) -> list[Signal]:
+    """Stored signals of the candle models whose horizon has not yet passed at ``now``."""
+    with ledger.session(write=False) as session:
+        rows = session.exec(select(SignalRow).where(
+            SignalRow.created_at >= now - window, SignalRow.model != SPREAD_MODEL)).all()
+    live = []
+    for row in rows:
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        if created + timedelta(seconds=row.horizon_s) >= now:
+            live.append(Signal(row.model, row.pair, Side(row.side), row.edge_bps,
+                               row.confidence, float(row.horizon_s), row.inputs_from,
+                               row.inputs_to, dict(row.payload)))
+    return live
+
+
+def strategy_for(config: AppConfig) -> Strategy:
+    params = config.strategy.params
+    if config.strategy.name == "statistical":
+        return StatisticalStrategy(
+            min_edge_bps=float(params.get("min_edge_bps", 0.0)),
+            min_confidence=float(params.get("min_confidence", 0.3)),
+            size_fraction=float(params.get("size_fraction", 0.5)),
+        )
+    return CrossVenueArbitrage(min_profit_bps=float(params.get("min_profit_bps", 5.0)))
 
 
 def balances_by_symbol(rt: TradingRuntime, snapshot: MarketSnapshot) -> dict[str, int]:
