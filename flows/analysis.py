@@ -40,4 +40,6 @@ def analysis(env: str = "dev", candles_path: str | None = None, interval: str = 
 
 
 if __name__ == "__main__":
-    analysis()
+    # Dev: every minute from this process (`python flows/analysis.py`); test, staging and prod
+    # run it from prefect.yaml deployments on their work pools.
+    analysis.serve(name="dev", interval=60, parameters={"env": "dev"})
