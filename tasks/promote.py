@@ -38,6 +38,7 @@ from dexpilot.config import AppConfig
 from dexpilot.errors import ConfigError
 from dexpilot.ledger import ErrorRow, Ledger, OrderRow
 from dexpilot.promotion import (
+    BacktestFailed,
     BacktestThresholds,
     GateResult,
     PromotionRecord,
@@ -78,7 +79,11 @@ def tests_gate(release: str, smoke: list[str], thresholds: BacktestThresholds) -
     result = run_smoke_tests(Path(release), smoke)
     if not result.passed:
         return result
-    ok, note = check_backtest(run_backtest(Path(release)), thresholds)
+    try:
+        report = run_backtest(Path(release))
+    except BacktestFailed as exc:
+        return GateResult("test", False, str(exc), {**result.checks, "backtest": "failed"})
+    ok, note = check_backtest(report, thresholds)
     checks = {**result.checks, "backtest": note}
     if not ok:
         return GateResult("test", False, note, checks)
