@@ -13,6 +13,7 @@ from typing import Any
 
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import Task
+from prefect.utilities.annotations import quote
 
 from dexpilot.config import AppConfig
 from dexpilot.execution.wallet import HotWallet
@@ -40,8 +41,13 @@ def _task_for(name: str, function: Callable[..., Any]) -> Task[..., Any]:
 
 
 def run_step_as_task(name: str, function: Callable[..., Any], *args: Any) -> Any:
-    """The step runner the flows hand to ``run_cycle``."""
-    return _task_for(name, function)(*args)
+    """The step runner the flows hand to ``run_cycle``.
+
+    The arguments are quoted: they are in-process objects (the runtime, a snapshot of every
+    pool) that Prefect would otherwise walk item by item on each call looking for futures,
+    which costs more than the step itself at 200 pools.
+    """
+    return _task_for(name, function)(*(quote(arg) for arg in args))
 
 
 @contextmanager
