@@ -282,6 +282,23 @@ class MetricsConfig(_Model):
     )
 
 
+class ReferenceFeedConfig(_Model):
+    """An external price feed (CoinGecko ``/simple/price`` shape) for the risk engine's
+    reference-price check; without one the reference is the median over the pools."""
+
+    url: str = Field(min_length=1)
+    ids: dict[str, str] = Field(default_factory=dict, description="token symbol -> feed id")
+    max_age_s: float = Field(default=120.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0)
+    api_key_env: str | None = None
+
+    @model_validator(mode="after")
+    def _url(self) -> ReferenceFeedConfig:
+        if not _HTTP_URL.match(self.url):
+            raise FieldError("url", f"{self.url!r} is not an http(s) URL")
+        return self
+
+
 class SweepConfig(_Model):
     """Profit sweep: value of wallet A above ``risk.working_capital_quote`` goes to wallet B
     once it exceeds ``threshold_quote`` (raw quote units), in the quote token."""
@@ -303,6 +320,7 @@ class AppConfig(_Model):
     ledger: LedgerConfig = LedgerConfig()
     metrics: MetricsConfig = MetricsConfig()
     sweep: SweepConfig = SweepConfig()
+    reference_feed: ReferenceFeedConfig | None = None
 
     @model_validator(mode="after")
     def _references(self) -> AppConfig:

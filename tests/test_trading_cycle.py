@@ -12,11 +12,12 @@ from dexpilot.chain.manifest import DevnetManifest
 from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.chain.simulator import MarketSimulator
-from dexpilot.config import AppConfig
+from dexpilot.config import AppConfig, ReferenceFeedConfig
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import FillRow, OrderRow, OrderStatus, RiskDecisionRow, SignalRow
 from dexpilot.state import BotState
 from dexpilot.trading.cycle import TradingRuntime, run_cycle
+from tests.fakes.price_feed_server import FakePriceFeed
 from tests.fixtures.chain import ANVIL_KEY_1
 
 
@@ -156,5 +157,52 @@ def test_expired_model_signals_are_ignored(test_env: AppConfig) -> None:
         rt.ledger.record_signals([_model_signal(datetime.now(UTC) - timedelta(minutes=30), 60)])
         report = run_cycle(rt, "stale")
         assert report.intents == 0 and report.executions == []
+    finally:
+        rt.close()
+
+
+def _with_feed(test_env: AppConfig, url: str) -> AppConfig:
+    return test_env.model_copy(update={"reference_feed": ReferenceFeedConfig(url=url)})
+
+
+def _feed_prices(feed: FakePriceFeed, weth_usd: float) -> None:
+    for feed_id, usd in (("ethereum", weth_usd), ("bitcoin", 60_000.0), ("usd-coin", 1.0),
+                         ("uniswap", 10.0)):
+        feed.set_price(feed_id, usd)
+
+
+def test_external_reference_feed_refuses_trades_far_from_it(
+    test_env: AppConfig, chain: RpcClient, devnet: DevnetManifest, price_feed: FakePriceFeed
+) -> None:
+    """The pools agree with each other (2 % gap) but the feed says WETH is 2,000 USD."""
+    _feed_prices(price_feed, weth_usd=2_000.0)
+    rt = TradingRuntime.build(_with_feed(test_env, price_feed.url), HotWallet(ANVIL_KEY_1))
+    try:
+        _push(chain, devnet, "sushiswap-v2", "WETH/USDC", 1.02)
+        report = run_cycle(rt, "feed-far")
+        assert report.executions == [] and "reference_price" in report.rejected, report
+        assert price_feed.requests, "the feed was asked"
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize("feed_up", [True, False])
+def test_reference_feed_in_agreement_or_down_lets_the_arbitrage_trade(
+    test_env: AppConfig, chain: RpcClient, devnet: DevnetManifest, price_feed: FakePriceFeed,
+    feed_up: bool,
+) -> None:
+    """A feed that agrees with the pools lets the trade through; a dead feed (no cached
+    value) is replaced by the pools' median, which ignores the one pushed pool."""
+    _feed_prices(price_feed, weth_usd=3_000.0)
+    rt = TradingRuntime.build(_with_feed(test_env, price_feed.url), HotWallet(ANVIL_KEY_1))
+    try:
+        _push(chain, devnet, "sushiswap-v2", "WETH/USDC", 1.02)
+        if feed_up:
+            report = run_cycle(rt, "feed-ok")
+        else:
+            with price_feed.failing("500"):
+                report = run_cycle(rt, "feed-down")
+        assert [e.filled for e in report.executions] == [True, True], report
+        assert price_feed.requests, "the feed was asked"
     finally:
         rt.close()

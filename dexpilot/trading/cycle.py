@@ -7,6 +7,8 @@ anywhere moves the bot to ERROR (the caller does that, see ``flows/trading_cycle
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +29,7 @@ from dexpilot.execution.fees import suggest_fees
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import ErrorKind, FillRow, Ledger, OrderRow, SignalRow, TradeMode
 from dexpilot.market.pools import MarketSnapshot
+from dexpilot.market.price_feed import PriceFeed
 from dexpilot.market.valuation import quote_prices, reference_prices
 from dexpilot.money import Token
 from dexpilot.risk import RiskContext, RiskDecision, RiskEngine, TradeProposal, min_amount_out
@@ -42,6 +45,7 @@ from dexpilot.trading.proposal import proposal_for
 from dexpilot.venues.base import Venue
 from dexpilot.venues.registry import venues_from_config
 
+log = logging.getLogger(__name__)
 DEADLINE_S = 120  # swaps revert if not mined within this long after the latest block
 
 
@@ -61,6 +65,7 @@ class TradingRuntime:
     state: BotStateMachine
     quote: Token
     hub: Token
+    reference_feed: PriceFeed | None = None
 
     @classmethod
     def build(cls, config: AppConfig, signer: HotWallet | None, *,
@@ -97,10 +102,13 @@ class TradingRuntime:
             executor=Executor(env=config.env, client=client, ledger=ledger,
                               address=config.wallets.hot, chain_id=config.chain.chain_id,
                               mode=mode, signer=signer, settings=executor_settings),
-            state=state, quote=config.token(config.strategy.quote_token), hub=hub,
+            reference_feed=reference_feed_for(config), state=state,
+            quote=config.token(config.strategy.quote_token), hub=hub,
         )
 
     def close(self) -> None:
+        if self.reference_feed is not None:
+            self.reference_feed.close()
         self.client.close()
         self.ledger.dispose()
 
@@ -239,13 +247,38 @@ def check_risk(rt: TradingRuntime, routed: Sequence[RoutedOrder], snapshot: Mark
         realized_pnl_today_quote=0,
         gas_price_wei=gas_price_wei,
         native_balance_wei=snapshot.native_balances.get(rt.config.wallets.hot, 0),
-        reference_prices=reference_prices(snapshot, rt.quote, rt.hub),
+        reference_prices=reference_prices_for(rt, snapshot),
     )
     decisions = rt.risk.evaluate_batch([o.proposal for o in proposals if o.proposal], context)
     for order, decision in zip(proposals, decisions, strict=True):
         order.decision = decision
         rt.ledger.record_risk_decision(**decision.record())
     return list(routed)
+
+
+def reference_feed_for(config: AppConfig) -> PriceFeed | None:
+    feed = config.reference_feed
+    if feed is None:
+        return None
+    api_key = os.environ.get(feed.api_key_env) if feed.api_key_env else None
+    return PriceFeed(feed.url, feed.ids or None, timeout_s=feed.timeout_s,
+                     max_age_s=feed.max_age_s, api_key=api_key)
+
+
+def reference_prices_for(rt: TradingRuntime, snapshot: MarketSnapshot) -> dict[str, float]:
+    """The external feed where one is configured, else the median over the pools.
+
+    A feed that fails or has gone stale is not trusted: the pools' median stands in, and the
+    fallback is logged, so a broken feed neither stops trading nor lets a lone manipulated
+    pool through (the median ignores it).
+    """
+    if rt.reference_feed is not None:
+        try:
+            return rt.reference_feed.prices_in(rt.quote.symbol,
+                                               [t.symbol for t in rt.config.tokens])
+        except (NetworkError, ApiError) as exc:
+            log.warning("reference feed unusable (%s); using the median over the pools", exc)
+    return reference_prices(snapshot, rt.quote, rt.hub)
 
 
 def traded_today_quote(rt: TradingRuntime, prices: dict[str, float]) -> int:
