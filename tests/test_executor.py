@@ -38,6 +38,7 @@ from dexpilot.execution.executor import (
     ExecutorSettings,
     LegPlan,
 )
+from dexpilot.execution.fees import suggest_fees
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import (
     FillRow,
@@ -775,3 +776,26 @@ def test_hot_wallet_key_never_leaks(
 
 if __name__ == "__main__":
     _child(sys.argv[1:])
+
+
+def test_fee_bumps_stop_at_the_gas_price_cap(
+    manual_mining: RpcClient, rpc: RpcClient, ledger: Ledger, devnet: DevnetManifest,
+    venues: dict[str, Venue], tokens: dict[str, Token],
+) -> None:
+    """A stuck swap is not outbid past the risk limit's gas cap: it stays for reconcile."""
+    chain = manual_mining
+    venue, usdc, weth = venues["uniswap-v2"], tokens["USDC"], tokens["WETH"]
+    chain.request("evm_setAutomine", [True])
+    approve_directly(chain, devnet, usdc, router_of(venue), USDC_1000)
+    chain.request("evm_setAutomine", [False])
+    plan = make_plan(rpc, venue, usdc, weth, USDC_1000, "capped")
+    cap = suggest_fees(rpc).max_fee_per_gas  # any bump of the first offer passes it
+    settings = ExecutorSettings(receipt_timeout_s=0.3, max_replacements=2,
+                                max_fee_per_gas_cap=cap)
+    executor = make_executor(rpc, ledger, devnet, settings=settings)
+    with pytest.raises(NetworkError, match="gas price cap"):
+        executor.execute(plan)
+    [swap] = swaps_of(ledger, "capped")  # the original only: no replacement was signed
+    assert swap.status is TxStatus.SENT and swap.max_fee_per_gas <= cap
+    [order] = rows(ledger, OrderRow)
+    assert order.status is OrderStatus.SUBMITTED

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
+from dexpilot.chain.artifacts import load_artifact
 from dexpilot.chain.manifest import DevnetManifest
 from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.chain.simulator import MarketSimulator
 from dexpilot.config import AppConfig, ReferenceFeedConfig
+from dexpilot.execution.executor import ExecutorSettings
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import FillRow, OrderRow, OrderStatus, RiskDecisionRow, SignalRow
 from dexpilot.state import BotState
@@ -206,3 +208,44 @@ def test_reference_feed_in_agreement_or_down_lets_the_arbitrage_trade(
         assert price_feed.requests, "the feed was asked"
     finally:
         rt.close()
+
+
+def test_a_stuck_swap_ends_the_cycle_and_the_next_cycle_settles_it_once(
+    test_env: AppConfig, chain: RpcClient, devnet: DevnetManifest
+) -> None:
+    settings = ExecutorSettings(receipt_timeout_s=0.3, max_replacements=0, poll_interval_s=0.02)
+    rt = TradingRuntime.build(test_env, HotWallet(ANVIL_KEY_1), executor_settings=settings)
+    try:
+        _push(chain, devnet, "sushiswap-v2", "WETH/USDC", 1.02)
+        _approve_everything(chain, devnet)  # so only the swap itself waits for a block
+        chain.request("evm_setAutomine", [False])
+        try:
+            stuck = run_cycle(rt, "stuck")
+        finally:
+            chain.request("evm_setAutomine", [True])
+        assert [e.status for e in stuck.executions] == [OrderStatus.SUBMITTED], stuck
+        assert "not mined" in (stuck.executions[0].error or "")
+        assert rt.state.state is BotState.RUNNING
+        chain.request("evm_mine")
+        settled = run_cycle(rt, "next")
+        assert [(r.client_order_id, r.status) for r in settled.reconciled] == [
+            (stuck.executions[0].client_order_id, OrderStatus.FILLED)]
+        with rt.ledger.session(write=False) as session:
+            fills = session.exec(select(FillRow)).all()
+            orders = session.exec(select(OrderRow)).all()
+        stuck_id = stuck.executions[0].client_order_id
+        stuck_order = next(o for o in orders if o.client_order_id == stuck_id)
+        assert [f.order_id for f in fills].count(stuck_order.id) == 1
+    finally:
+        rt.close()
+
+
+def _approve_everything(chain: RpcClient, devnet: DevnetManifest) -> None:
+    erc20 = chain.w3.eth.contract(abi=load_artifact("ERC20").abi)
+    for token in devnet.tokens:
+        for venue in devnet.venues:
+            assert venue.router is not None
+            data = erc20.encode_abi("approve", [venue.router, 10**30])
+            tx = chain.request("eth_sendTransaction", [{"from": devnet.hot_wallet,
+                                                        "to": token.address, "data": data}])
+            assert int(chain.wait_for_receipt(tx, timeout=10)["status"], 16) == 1

@@ -109,6 +109,7 @@ class ExecutorSettings:
     fee_bump_pct: int = 15
     poll_interval_s: float = 0.05
     approval_cap: int | None = None  # approve this much instead of the exact amount, if set
+    max_fee_per_gas_cap: int | None = None  # fee bumps stop here (the risk limit's gas cap)
 
 
 class Executor:
@@ -164,6 +165,10 @@ class Executor:
             return self._fail(intent.client_order_id, f"before sending: {exc}")
         if reason is not None:
             return self._fail(intent.client_order_id, f"simulation reverted: {reason}")
+        if plan.deadline <= int(time.time()):
+            # Routers revert past their deadline by themselves; an aggregator's prepared
+            # transaction carries none, so the executor holds the line for every venue.
+            return self._fail(intent.client_order_id, "deadline passed before sending")
         fees = suggest_fees(self.client)
         signed = self._sign(swap.to, swap.data, swap.value, swap.gas_limit, self.nonces.next(),
                             fees)
@@ -303,7 +308,14 @@ class Executor:
                 return receipt
             if attempt == self.settings.max_replacements:
                 break
-            current_fees = current_fees.bumped(self.settings.fee_bump_pct)
+            bumped = current_fees.bumped(self.settings.fee_bump_pct)
+            cap = self.settings.max_fee_per_gas_cap
+            if cap is not None and bumped.max_fee_per_gas > cap:
+                raise NetworkError(
+                    f"order {client_order_id}: nonce {signed.nonce} not mined, and a fee bump "
+                    f"to {bumped.max_fee_per_gas} wei/gas would pass the gas price cap {cap}; "
+                    "it stays SUBMITTED for reconcile")
+            current_fees = bumped
             replacement = self._sign(swap.to, swap.data, swap.value, swap.gas_limit,
                                      signed.nonce, current_fees)
             self.ledger.record_transaction(

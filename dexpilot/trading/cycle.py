@@ -27,7 +27,15 @@ from dexpilot.errors import ApiError, NetworkError, SystemFault
 from dexpilot.execution.executor import ExecutionResult, Executor, ExecutorSettings, LegPlan
 from dexpilot.execution.fees import suggest_fees
 from dexpilot.execution.wallet import HotWallet
-from dexpilot.ledger import ErrorKind, FillRow, Ledger, OrderRow, SignalRow, TradeMode
+from dexpilot.ledger import (
+    ErrorKind,
+    FillRow,
+    Ledger,
+    OrderRow,
+    OrderStatus,
+    SignalRow,
+    TradeMode,
+)
 from dexpilot.market.pools import MarketSnapshot
 from dexpilot.market.price_feed import PriceFeed
 from dexpilot.market.valuation import quote_prices, reference_prices
@@ -101,7 +109,9 @@ class TradingRuntime:
             risk=RiskEngine.from_config(config),
             executor=Executor(env=config.env, client=client, ledger=ledger,
                               address=config.wallets.hot, chain_id=config.chain.chain_id,
-                              mode=mode, signer=signer, settings=executor_settings),
+                              mode=mode, signer=signer,
+                              settings=replace(executor_settings or ExecutorSettings(),
+                                               max_fee_per_gas_cap=config.risk.max_gas_price_wei)),
             reference_feed=reference_feed_for(config), state=state,
             quote=config.token(config.strategy.quote_token), hub=hub,
         )
@@ -323,7 +333,13 @@ def execute_approved(rt: TradingRuntime, routed: Sequence[RoutedOrder],
             plan = LegPlan(leg_intent, rt.venues[leg.venue], leg.quote,
                            min_amount_out(leg.amount_out, rt.config.risk.max_slippage_bps),
                            deadline)
-            result = rt.executor.execute(plan)
+            try:
+                result = rt.executor.execute(plan)
+            except NetworkError as exc:
+                # Sent but not mined in time: the next cycle's reconcile settles it. Nothing
+                # more goes out this cycle, so the wallet's nonces stay in order.
+                results.append(ExecutionResult(leg_id, OrderStatus.SUBMITTED, error=str(exc)))
+                return results
             results.append(result)
             if not result.filled and intent.group_id:
                 failed_groups.add(intent.group_id)
