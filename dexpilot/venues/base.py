@@ -13,6 +13,7 @@ Failures keep their kinds (``dexpilot.errors``): a venue that cannot be reached 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,11 @@ class Venue(ABC):
 
     def gas_estimate(self, quote: Quote) -> int:
         return quote.gas_estimate
+
+
+def best_quote(quotes: Sequence[Quote]) -> Quote:
+    """The quote with the most output; fewer hops on a tie (less gas, fewer pools touched)."""
+    return max(quotes, key=lambda q: (q.amount_out, -q.hops))
 
 
 def check_amount_in(amount_in: object) -> int:

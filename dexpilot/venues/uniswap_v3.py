@@ -31,6 +31,7 @@ from dexpilot.venues.base import (
     SwapTx,
     UnsupportedPair,
     Venue,
+    best_quote,
     check_amount_in,
     check_swap_bounds,
 )
@@ -266,8 +267,7 @@ class UniswapV3Venue(Venue):
     def quote_exact_in(self, token_in: Token, token_out: Token, amount_in: int,
                        snapshot: MarketSnapshot | None = None) -> Quote:
         """The best route by output (fewer hops on a tie), one round trip."""
-        candidates = self.quote_candidates(token_in, token_out, amount_in, snapshot)
-        return max(candidates, key=lambda q: (q.amount_out, -q.hops))
+        return best_quote(self.quote_candidates(token_in, token_out, amount_in, snapshot))
 
     # -- swapping ------------------------------------------------------------------------
     def build_swap(self, quote: Quote, *, recipient: str, min_amount_out: int,
