@@ -37,6 +37,7 @@ from dexpilot.execution.executor import (
     Executor,
     ExecutorSettings,
     LegPlan,
+    swap_deadline,
 )
 from dexpilot.execution.fees import suggest_fees
 from dexpilot.execution.wallet import HotWallet
@@ -91,7 +92,7 @@ def make_plan(client: RpcClient, venue: Venue, token_in: Token, token_out: Token
     quote = venue.quote_exact_in(token_in, token_out, amount)
     intent = OrderIntent(client_order_id, "test", token_in, token_out, amount, venue=venue.name)
     bound = min_amount_out(quote.amount_out, SLIPPAGE_BPS) if min_out is None else min_out
-    return LegPlan(intent, venue, quote, bound, latest_timestamp(client) + DEADLINE_S)
+    return LegPlan(intent, venue, quote, bound, swap_deadline(latest_timestamp(client), DEADLINE_S))
 
 
 def router_of(venue: Venue) -> str:

@@ -71,6 +71,13 @@ def _no_checkpoint(name: str) -> None:
     """Tests pass a checkpoint that kills the process at a named step; production does not."""
 
 
+def swap_deadline(latest_block_timestamp: int, seconds: int) -> int:
+    """A swap's deadline: ``seconds`` after the latest block, or after now if the chain has
+    been idle (a dev chain makes no blocks without transactions, and its next block takes the
+    current time, so a deadline from an old block would already have passed)."""
+    return max(latest_block_timestamp, int(time.time())) + seconds
+
+
 @dataclass(frozen=True, slots=True)
 class LegPlan:
     """One swap to make: the intent, the venue's quote and the bounds computed for it."""

@@ -24,7 +24,13 @@ from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.config import AppConfig
 from dexpilot.errors import ApiError, NetworkError, SystemFault
-from dexpilot.execution.executor import ExecutionResult, Executor, ExecutorSettings, LegPlan
+from dexpilot.execution.executor import (
+    ExecutionResult,
+    Executor,
+    ExecutorSettings,
+    LegPlan,
+    swap_deadline,
+)
 from dexpilot.execution.fees import suggest_fees
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import (
@@ -314,9 +320,7 @@ def execute_approved(rt: TradingRuntime, routed: Sequence[RoutedOrder],
                      snapshot: MarketSnapshot) -> list[ExecutionResult]:
     results: list[ExecutionResult] = []
     failed_groups: set[str] = set()
-    # From the latest block's time, or the clock if the chain has been idle (a dev chain
-    # makes no blocks without transactions; its next block takes the current time).
-    deadline = max(snapshot.block_timestamp, int(time.time())) + DEADLINE_S
+    deadline = swap_deadline(snapshot.block_timestamp, DEADLINE_S)
     for order in routed:
         if order.decision is None or not order.decision.approved or order.route is None:
             continue
