@@ -57,6 +57,8 @@ from dexpilot.risk import min_amount_out
 from dexpilot.strategy.intent import OrderIntent
 from dexpilot.venues.base import Venue
 from dexpilot.venues.registry import venues_from_manifest
+from dexpilot.venues.zeroex import ZeroExVenue
+from tests.fakes.zeroex_server import FakeZeroEx
 
 pytestmark = pytest.mark.chain
 
@@ -800,3 +802,24 @@ def test_fee_bumps_stop_at_the_gas_price_cap(
     assert swap.status is TxStatus.SENT and swap.max_fee_per_gas <= cap
     [order] = rows(ledger, OrderRow)
     assert order.status is OrderStatus.SUBMITTED
+
+
+def test_nothing_is_sent_past_the_deadline_even_without_an_on_chain_one(
+    rpc: RpcClient, ledger: Ledger, devnet: DevnetManifest, tokens: dict[str, Token],
+    zeroex: FakeZeroEx,
+) -> None:
+    """An aggregator's prepared transaction has no deadline of its own: the executor refuses
+    to sign it once the plan's deadline has passed."""
+    venue = ZeroExVenue("0x", api_url=zeroex.url, chain_id=devnet.chain_id,
+                        taker=devnet.hot_wallet, api_key=zeroex.api_key, slippage_bps=30)
+    usdc, weth = tokens["USDC"], tokens["WETH"]
+    quote = venue.quote_exact_in(usdc, weth, USDC_1000)
+    intent = OrderIntent("late", "test", usdc, weth, USDC_1000, venue=venue.name)
+    plan = LegPlan(intent, venue, quote, min_amount_out(quote.amount_out, SLIPPAGE_BPS),
+                   int(time.time()) - 1)
+    nonce0 = nonce_of(rpc, devnet.hot_wallet)
+    result = make_executor(rpc, ledger, devnet).execute(plan)
+    assert (result.status, result.error) == (OrderStatus.FAILED,
+                                             "deadline passed before sending")
+    assert swaps_of(ledger, "late") == []
+    assert nonce_of(rpc, devnet.hot_wallet) == nonce0  # not even an approval went out

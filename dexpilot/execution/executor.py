@@ -165,6 +165,8 @@ class Executor:
         self.checkpoint("order_written")
         if self.mode is TradeMode.PAPER:
             return self._simulate_paper(plan, swap)
+        if plan.deadline <= int(time.time()):
+            return self._fail(intent.client_order_id, "deadline passed before sending")
         try:
             self._ensure_allowance(plan, swap.spender)
             reason = self._would_revert(swap)
@@ -173,8 +175,8 @@ class Executor:
         if reason is not None:
             return self._fail(intent.client_order_id, f"simulation reverted: {reason}")
         if plan.deadline <= int(time.time()):
-            # Routers revert past their deadline by themselves; an aggregator's prepared
-            # transaction carries none, so the executor holds the line for every venue.
+            # Checked again after the approval's wait: routers revert past their deadline by
+            # themselves, an aggregator's prepared transaction carries none.
             return self._fail(intent.client_order_id, "deadline passed before sending")
         fees = suggest_fees(self.client)
         signed = self._sign(swap.to, swap.data, swap.value, swap.gas_limit, self.nonces.next(),
