@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # and Alertmanager (alerting), nginx and htpasswd (the proxy in front of Prefect).
 TEST_DEBS := postgresql prometheus prometheus-pushgateway prometheus-alertmanager nginx apache2-utils
 
-.PHONY: run test lint typecheck setup deps-python deps-node deps-system devnet-down clean
+.PHONY: run test lint typecheck setup deps-python deps-node deps-system devnet-down clean contracts
 
 # The demo keeps its Prefect state (local server database, blocks) beside the dev chain;
 # MONITORING=1 also starts Prometheus, Pushgateway and Alertmanager on loopback.
@@ -58,6 +58,13 @@ deps-system:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# The token-safety probe's build file is checked in (production has no compiler); a test fails
+# when it no longer matches its source.
+PROBE := dexpilot/chain/contracts/TokenProbe
+contracts: deps-node
+	NODE_PATH=node_modules node dexpilot/chain/contracts/compile.js $(PROBE).sol TokenProbe > $(PROBE).json.tmp
+	mv $(PROBE).json.tmp $(PROBE).json
 
 devnet-down: setup
 	$(BIN)/dexpilot devnet down

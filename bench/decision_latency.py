@@ -14,8 +14,10 @@ Timed per repetition, for 10/50/200 pools:
 
 The clock starts when the snapshot step starts and stops at the executor's ``swap_sent``
 checkpoint of the first leg (its ``eth_sendRawTransaction`` has returned). That span covers
-snapshot, gas price, signals, plan, route, risk and the first leg's execution up to the send:
-the order row, the (exact) token approval with its receipt, the ``eth_call`` simulation,
+snapshot, gas price, signals, plan, route, token safety (every repetition has a fresh
+ledger, so every token is simulated cold), risk and the first leg's execution up to the send:
+the order row, the ``eth_simulateV1`` of approval and swap, the (exact) token approval with
+its receipt, the ``eth_call`` simulation after it,
 signing and the broadcast. The first repetition of each case is a warm-up and not counted.
 
     .venv/bin/python bench/decision_latency.py [--pools 10,50,200] [--repeat 10]
@@ -50,7 +52,7 @@ from _market import (
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.trading.cycle import TradingRuntime, call_directly, run_cycle
 
-STEPS = ["snapshot", "gas_price", "signals", "plan", "route", "risk"]
+STEPS = ["snapshot", "gas_price", "signals", "plan", "route", "token_safety", "risk"]
 # Phases of the first leg inside the execute step, between executor checkpoints.
 PHASES = [("execute", "order_written", "to order row"),
           ("order_written", "swap_signed", "approve+sim+sign"),

@@ -227,8 +227,24 @@ class RiskLimits(_Model):
     warn_price_impact_bps: Bps = 100
     max_price_impact_bps: Bps = 500
     max_reference_deviation_bps: Bps = 300
+    min_reference_sources: int = Field(
+        default=2, ge=1, le=32,
+        description="independent on-chain prices (other pools, TWAPs) a pool's reference needs; "
+                    "a configured external feed alone is enough",
+    )
+    reference_twap_window_s: int = Field(
+        default=600, ge=60, le=86_400,
+        description="seconds the on-chain time-weighted reference prices average over "
+                    "(Uniswap V3 observe, V2 cumulative prices)",
+    )
     max_gas_price_wei: NonNegativeInt = 200 * 10**9
     min_gas_balance_wei: NonNegativeInt = 10**16
+    max_token_tax_bps: Bps = Field(
+        default=0, description="highest buy, transfer or sell tax a token may take (simulated)"
+    )
+    token_verdict_ttl_s: float = Field(
+        default=3600.0, gt=0, description="how long a token-safety verdict is trusted"
+    )
     token_allowlist: list[str] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -284,7 +300,9 @@ class MetricsConfig(_Model):
 
 class ReferenceFeedConfig(_Model):
     """An external price feed (CoinGecko ``/simple/price`` shape) for the risk engine's
-    reference-price check; without one the reference is the median over the pools."""
+    reference-price check. Where it answers, it alone is the reference; without it (or when it
+    fails) the reference comes from on-chain sources independent of the traded pool
+    (``dexpilot.market.reference``)."""
 
     url: str = Field(min_length=1)
     ids: dict[str, str] = Field(default_factory=dict, description="token symbol -> feed id")
@@ -370,7 +388,27 @@ class AppConfig(_Model):
                     f"a {pool.kind.value} pool cannot be on venue {pool.venue!r} "
                     f"({venue_kinds[pool.venue].value})",
                 )
+        self._no_duplicate_pools()
         return self
+
+    def _no_duplicate_pools(self) -> None:
+        # A pool listed twice would count twice wherever pools are counted or averaged (the
+        # reference price's sources), and a venue answers one pool per pair and fee tier.
+        by_address: dict[str, int] = {}
+        by_market: dict[tuple[str, frozenset[str], int], int] = {}
+        for i, pool in enumerate(self.pools):
+            first = by_address.setdefault(pool.address.lower(), i)
+            if first != i:
+                raise FieldError(f"pools[{i}].address",
+                                 f"{pool.address} is already listed as pools[{first}]")
+            market = (pool.venue, frozenset((pool.token0, pool.token1)), pool.fee_ppm)
+            first = by_market.setdefault(market, i)
+            if first != i:
+                raise FieldError(
+                    f"pools[{i}].address",
+                    f"{pool.address}: pools[{first}] is already the {pool.token0}/{pool.token1} "
+                    f"pool with fee {pool.fee_ppm} ppm on venue {pool.venue!r}",
+                )
 
     def token(self, symbol: str) -> Token:
         for t in self.tokens:

@@ -1,13 +1,19 @@
 """The one logging setup: JSON lines on stdout, fields from ``extra=``, secrets masked.
 
-The core logs with ``logging.getLogger(__name__)`` (loggers under ``dexpilot``); flows and
-tasks use Prefect's ``get_run_logger`` and Prefect copies the core's records into its run logs
-when ``PREFECT_LOGGING_EXTRA_LOGGERS=dexpilot`` is set. ``setup_logging`` adds one handler that
-writes each record as one JSON object per line: time, level, logger, message, ``env`` and every
-field passed with ``extra=`` (the executor passes ``order_id``, ``tx_hash``, ``venue``).
+The core logs with ``logging.getLogger(__name__)`` (loggers under ``dexpilot``). Every entry
+point installs this setup: the ``dexpilot`` CLI (on stderr, its stdout is the commands'
+output) and every flow run (``tasks.run_logging``, an ``on_running`` hook of each flow, which
+also sends the core's records to Prefect's stored logs of the run). ``setup_logging`` adds one
+handler that writes each record as one JSON object per line: time, level, logger, message,
+``env`` and every field passed with ``extra=`` (the executor passes ``order_id``, ``tx_hash``,
+``venue``).
 
 Secrets: values registered with ``register_secret`` (the hot-wallet key, read at the edge) are
-replaced by ``***`` in every line this formatter writes, whatever field they hide in.
+replaced by ``***`` in every line this formatter writes, whatever field they hide in. Other
+handlers (Prefect's API and console handlers) format records their own way, so
+``setup_logging`` also puts ``MaskSecrets`` on every handler of the ``dexpilot`` and root
+loggers: it masks the record itself (message, ``extra=`` fields, traceback) before any of them
+sees it.
 """
 
 from __future__ import annotations
@@ -55,6 +61,60 @@ def mask(text: str) -> str:
     return text
 
 
+class MaskSecrets(logging.Filter):
+    """Masks registered secrets in the record itself, for every handler that sees it after."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with _secrets_lock:
+            if not _secrets:
+                return True
+        message = record.getMessage()
+        masked = mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and not key.startswith("_") and isinstance(value, str):
+                setattr(record, key, mask(value))
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse ``exc_text`` once set: the traceback is formatted once, masked.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask(record.exc_text)
+        return True
+
+
+_mask_filter = MaskSecrets()
+
+
+def mask_handlers(*logger_names: str) -> None:
+    """Put ``MaskSecrets`` on every handler of these loggers (``""``: the root). Idempotent."""
+    for name in logger_names:
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, MaskSecrets) for f in handler.filters):
+                handler.addFilter(_mask_filter)
+
+
+class _StdStream(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stdout``/``sys.stderr`` as they are at each record, not at set-up: a
+    captured or replaced stream (a CLI test runner, a worker's pipe) is followed, and a closed
+    one is never written to."""
+
+    def __init__(self, name: str) -> None:
+        if name not in ("stdout", "stderr"):
+            raise ValueError(f"stream must be a stream, 'stdout' or 'stderr', got {name!r}")
+        super().__init__()
+        self.sys_stream = name
+
+    @property
+    def stream(self) -> IO[str]:
+        stream: IO[str] = getattr(sys, self.sys_stream)
+        return stream
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass  # always the current sys stream
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record; ``extra=`` fields become keys; secrets are masked."""
 
@@ -79,16 +139,26 @@ class JsonFormatter(logging.Formatter):
         return mask(json.dumps(entry, default=str))
 
 
-def setup_logging(env: str | None = None, *, stream: IO[str] | None = None,
+def setup_logging(env: str | None = None, *, stream: IO[str] | str | None = None,
                   level: int | str = logging.INFO, logger: str = "dexpilot") -> logging.Handler:
-    """Send ``logger`` (default: the core) to ``stream`` (stdout) as JSON lines. Idempotent:
-    a second call replaces the handler of the first."""
+    """Send ``logger`` (default: the core) as JSON lines to ``stream``: a stream, or
+    ``"stdout"``/``"stderr"`` (the current one at each record); ``None``: where an earlier
+    call sent it (the CLI chose stderr before a flow run set up), else stdout. Idempotent: a
+    second call replaces the handler of the first. Then masks secrets for every handler of
+    ``logger`` and the root (``mask_handlers``)."""
     target = logging.getLogger(logger)
-    for old in [h for h in target.handlers if h.get_name() == HANDLER_NAME]:
+    previous = [h for h in target.handlers if h.get_name() == HANDLER_NAME]
+    for old in previous:
         target.removeHandler(old)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    if stream is None:
+        kept = previous[-1] if previous else None
+        stream = kept.sys_stream if isinstance(kept, _StdStream) else (
+            kept.stream if isinstance(kept, logging.StreamHandler) else "stdout")
+    handler: logging.StreamHandler = (  # type: ignore[type-arg]
+        _StdStream(stream) if isinstance(stream, str) else logging.StreamHandler(stream))
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(JsonFormatter(env))
     target.addHandler(handler)
     target.setLevel(level)
+    mask_handlers(logger, "")
     return handler

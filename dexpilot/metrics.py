@@ -44,7 +44,7 @@ from sqlmodel import func, select
 
 from dexpilot.config import redact_url
 from dexpilot.errors import ApiError, NetworkError
-from dexpilot.ledger import ErrorKind, ErrorRow, FillRow, Ledger, OrderRow
+from dexpilot.ledger import ErrorKind, ErrorRow, Ledger
 from dexpilot.state import BotState, Transition
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ METRICS: dict[str, tuple[str, ...]] = {
     "dexpilot_cycle_interval_seconds": (),
     "dexpilot_risk_daily_loss_limit_quote": ("token",),
     "dexpilot_risk_min_gas_balance_wei": (),
+    "dexpilot_tokens_quarantined": (),
 }
 
 
@@ -127,8 +128,8 @@ class Metrics:
         self.fills = Counter("dexpilot_fills", "Fills (live or simulated)", registry=r)
         self.pnl_today = Gauge(
             "dexpilot_realized_pnl_today_quote",
-            "Today's (UTC) realized PnL of wallet A: net quote-token flow of its fills, in whole "
-            "quote tokens", ["token"], registry=r)
+            "Today's (UTC) realized PnL of wallet A, gas included, as the daily loss limit sees "
+            "it (dexpilot.ledger.pnl), in whole quote tokens", ["token"], registry=r)
         self.wallet_value = Gauge(
             "dexpilot_wallet_value_quote",
             "Wallet A's token holdings valued in whole quote tokens (gas money excluded)",
@@ -163,9 +164,15 @@ class Metrics:
                                 ["token"], registry=r)
         self.min_gas = Gauge("dexpilot_risk_min_gas_balance_wei",
                              "Configured minimum gas balance of wallet A, in wei", registry=r)
+        self.quarantined = Gauge("dexpilot_tokens_quarantined",
+                                 "Tokens the bot will not buy until an operator clears them",
+                                 registry=r)
         self._errors = _LedgerErrors()
         r.register(self._errors)
         self._lock = threading.Lock()
+        # The last cycle's prices and gas price: today's PnL is valued with them.
+        self._prices: dict[str, float] | None = None
+        self._gas_price_wei = 0
 
     # -- hooks into the core ------------------------------------------------------------
     def attach(self, rt: TradingRuntime) -> None:
@@ -224,6 +231,8 @@ class Metrics:
     def _observe_step(self, rt: TradingRuntime, name: str, result: Any) -> None:
         if name == "snapshot":
             self.observe_snapshot(rt, result)
+        elif name == "gas_price":
+            self._gas_price_wei = int(result)
         elif name == "signals":
             for model, count in CountOf(s.model for s in result).items():
                 self.signals.labels(model).inc(count)
@@ -239,6 +248,7 @@ class Metrics:
         from dexpilot.trading.cycle import balances_by_symbol
 
         prices = quote_prices(snapshot, rt.quote, rt.hub)
+        self._prices = prices
         value = wallet_value_quote(balances_by_symbol(rt, snapshot),
                                    [t.token() for t in rt.config.tokens], prices, rt.quote)
         self.wallet_value.labels(rt.quote.symbol).set(value / 10**rt.quote.decimals)
@@ -268,12 +278,17 @@ class Metrics:
             self.observe_ledger(rt)
 
     def observe_ledger(self, rt: TradingRuntime) -> None:
-        """Today's realized PnL and the error counts, read from the ledger."""
+        """Today's realized PnL (at the last snapshot's prices) and the error counts, read from
+        the ledger."""
+        from dexpilot.trading.cycle import realized_pnl_today_quote
+
         with suppress(Exception):  # a ledger hiccup must not fail the cycle over its metrics
-            self.pnl_today.labels(rt.quote.symbol).set(
-                realized_pnl_today(rt.ledger, rt.config.env, rt.config.wallets.hot,
-                                   rt.quote.address) / 10**rt.quote.decimals)
+            if self._prices is not None:
+                self.pnl_today.labels(rt.quote.symbol).set(
+                    realized_pnl_today_quote(rt, self._prices, self._gas_price_wei)
+                    / 10**rt.quote.decimals)
             self.observe_ledger_errors(rt.ledger, rt.config.env)
+            self.quarantined.set(len(rt.ledger.active_quarantines(rt.config.env)))
 
     def observe_ledger_errors(self, ledger: Ledger, env: str) -> None:
         counts = {kind.value: 0 for kind in ErrorKind}
@@ -329,7 +344,7 @@ def observed_cycle(rt: TradingRuntime, metrics: Metrics, cycle_id: str | None = 
     return report
 
 
-# -- ledger queries: the errors view and today's PnL ----------------------------------------
+# -- ledger queries: the errors view --------------------------------------------------------
 def error_counts(ledger: Ledger, env: str | None = None, *, since: datetime | None = None
                  ) -> dict[str, dict[str, int]]:
     """Errors by kind and source: ``{kind: {source: count}}`` (optionally since a time)."""
@@ -363,29 +378,6 @@ def error_timeline(ledger: Ledger, env: str | None = None, *, bucket_s: int = 36
             start = int(at.timestamp()) // bucket_s * bucket_s
             buckets[(datetime.fromtimestamp(start, UTC), str(getattr(kind, "value", kind)))] += 1
     return [(at, kind, count) for (at, kind), count in sorted(buckets.items())]
-
-
-def realized_pnl_today(ledger: Ledger, env: str, wallet: str, quote_address: str) -> int:
-    """Raw quote units: quote received minus quote spent by wallet A's fills today (UTC).
-
-    Inventory round trips (quote -> X -> quote) end flat in X, so this is their realized PnL;
-    gas is paid in the native token and is not included.
-    """
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    total = 0
-    with ledger.session(write=False) as session:
-        rows = session.exec(
-            select(FillRow.token_in, FillRow.amount_in, FillRow.token_out, FillRow.amount_out)
-            .join(OrderRow, FillRow.order_id == OrderRow.id)  # type: ignore[arg-type]
-            .where(OrderRow.wallet == wallet, OrderRow.env == env, FillRow.filled_at >= start)
-        ).all()
-    quote = quote_address.lower()
-    for token_in, amount_in, token_out, amount_out in rows:
-        if token_out.lower() == quote:
-            total += amount_out
-        if token_in.lower() == quote:
-            total -= amount_in
-    return total
 
 
 _process: dict[str, Metrics] = {}

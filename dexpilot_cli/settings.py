@@ -1,9 +1,11 @@
 """`dexpilot settings ...` commands: check, push and show one environment's settings.
 
 ``check`` validates files, ``.env``, the manifest, the hot-wallet key and every RPC chain id
-and writes nothing. ``push`` runs the same checks and then saves the environment's Prefect
-block. ``show`` prints what the block holds. The hot-wallet key is never printed; URLs are
-shown without credentials or paths. Any problem: the message on stderr and exit code 1.
+and writes nothing; ``check --chain`` also checks every configured contract against the chain
+(code, token decimals and symbols, pool pairs, venue factories). ``push`` runs the same checks
+and then saves the environment's Prefect block. ``show`` prints what the block holds. The
+hot-wallet key is never printed; URLs are shown without credentials or paths. Any problem: the
+message on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ SkipRpcOpt = Annotated[
 SkipKeyOpt = Annotated[
     bool, typer.Option("--skip-key", help="do not look for the hot-wallet key (e.g. in CI)")
 ]
+ChainOpt = Annotated[
+    bool, typer.Option("--chain", help="also check every configured token, pool, router, "
+                                       "quoter, factory and the multicall against the chain")
+]
 
 
 def _out() -> Console:
@@ -62,10 +68,14 @@ def _run(fn: Callable[[], T], *, what: str) -> T:
 
 @app.command()
 def check(env: EnvArg, root: RootOpt = None, skip_rpc: SkipRpcOpt = False,
-          skip_key: SkipKeyOpt = False) -> None:
-    """Validate ENV's settings (files, .env, manifest, key, RPC chain ids); write nothing."""
+          skip_key: SkipKeyOpt = False, chain: ChainOpt = False) -> None:
+    """Validate ENV's settings (files, .env, manifest, key, RPC chain ids; with --chain the
+    contracts on the chain too); write nothing."""
+    if chain and skip_rpc:
+        raise _fail("--chain needs the RPC endpoints: drop --skip-rpc")
     report = _run(
-        lambda: check_environment(env, root=root, rpc=not skip_rpc, key=not skip_key),
+        lambda: check_environment(env, root=root, rpc=not skip_rpc, key=not skip_key,
+                                  chain=chain),
         what="check",
     )
     out = _out()
@@ -130,6 +140,9 @@ def _print_report(out: Console, report: CheckReport) -> None:
                   f"matches wallet A {report.key.address}")
     for url, chain_id in report.rpc_chain_ids:
         out.print(f"  rpc {escape(redact_url(url))}: chain {chain_id} (as configured)")
+    if report.chain_audit is not None:
+        out.print(f"  chain: every contract matches the config "
+                  f"({escape(report.chain_audit.summary())})")
     for skipped in report.skipped:
         out.print(f"  [yellow]skipped[/]: {escape(skipped)} check")
     for warning in loaded.warnings:

@@ -19,9 +19,10 @@ from tasks.analysis import (
     store_signals,
 )
 from tasks.metrics import pushed_metrics
+from tasks.run_logging import log_setup
 
 
-@flow(name="analysis")
+@flow(name="analysis", on_running=[log_setup])
 def analysis(env: str = "dev", candles_path: str | None = None, interval: str = "1m",
              lookback: int = 240, cost_bps: float = 60.0,
              pair_trades: list[list[str]] | None = None) -> dict[str, Any]:

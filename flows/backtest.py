@@ -10,9 +10,10 @@ from prefect import flow
 
 from dexpilot.backtest import BacktestConfig
 from tasks.backtest import load_backtest_candles, publish_backtest, replay
+from tasks.run_logging import log_setup
 
 
-@flow(name="backtest")
+@flow(name="backtest", on_running=[log_setup])
 def backtest(candles_path: str, key: str = "latest", quote: str = "USDC",
              depth_quote: int = 2_000_000, fee_ppm: int = 3_000, gas_gwei: int = 20,
              cost_bps: float = 60.0, lookback: int = 240,

@@ -15,9 +15,10 @@ from prefect import flow
 from dexpilot.backups import check_retention, default_backup_dir
 from settings.blocks import load_settings
 from tasks.backup import prune, publish_report, record_success, take_backup, verify
+from tasks.run_logging import log_setup
 
 
-@flow(name="backup")
+@flow(name="backup", on_running=[log_setup])
 def backup(env: str = "dev", keep_daily: int = 7, keep_weekly: int = 4,
            directory: str | None = None) -> str:
     """Back up ``env``'s ledger into ``directory`` (default ``$DEXPILOT_BACKUP_DIR`` or

@@ -10,9 +10,10 @@ from prefect import flow
 
 from settings.blocks import load_settings
 from tasks.control import apply_control, publish_transitions
+from tasks.run_logging import log_setup
 
 
-@flow(name="control")
+@flow(name="control", on_running=[log_setup])
 def control(env: str = "dev", action: Literal["pause", "resume", "stop", "show"] = "show",
             reason: str = "") -> str:
     """Apply ``action`` to ``env``'s bot (pause/resume/stop need a reason); return its state."""

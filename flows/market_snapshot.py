@@ -7,9 +7,10 @@ from prefect import flow
 
 from settings.blocks import load_settings
 from tasks.market import publish_market_report, read_market, record_balances
+from tasks.run_logging import log_setup
 
 
-@flow(name="market-snapshot")
+@flow(name="market-snapshot", on_running=[log_setup])
 def market_snapshot(env: str = "dev") -> int:
     config = load_settings(env)
     snapshot = read_market(config)

@@ -12,11 +12,12 @@ from prefect import flow
 from settings.blocks import load_settings
 from tasks.locks import wallet_lock
 from tasks.metrics import pushed_metrics
+from tasks.run_logging import log_setup
 from tasks.sweep import find_profit, send_profit
 from tasks.trading import trading_runtime
 
 
-@flow(name="profit-sweep")
+@flow(name="profit-sweep", on_running=[log_setup])
 def profit_sweep(env: str = "dev") -> str | None:
     config = load_settings(env)
     with (pushed_metrics(config, job="dexpilot-sweep"), wallet_lock(config.wallets.hot),

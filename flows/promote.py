@@ -29,6 +29,7 @@ from dexpilot.promotion import (
     record_of,
 )
 from tasks.promote import prepare_release, prod_gate, record_promotion, staging_gate, tests_gate
+from tasks.run_logging import log_setup
 
 DEFAULT_RELEASES_DIR = PROJECT_ROOT / ".releases"
 
@@ -37,7 +38,7 @@ class PromotionFailed(Exception):
     """A gate refused the commit; the message names the gate and why."""
 
 
-@flow(name="promote")
+@flow(name="promote", on_running=[log_setup])
 def promote(ref: str, repo: str | None = None, releases_dir: str | None = None,
             smoke: list[str] | None = None, staging_cycles: int = 3,
             staging_timeout_s: float = 300.0, min_backtest_trades: int = 1,

@@ -13,10 +13,11 @@ from dexpilot.metrics import observed_cycle
 from settings.blocks import load_settings
 from tasks.locks import wallet_lock
 from tasks.metrics import pushed_metrics
+from tasks.run_logging import log_setup
 from tasks.trading import run_step_as_task, trading_runtime
 
 
-@flow(name="trading-cycle")
+@flow(name="trading-cycle", on_running=[log_setup])
 def trading_cycle(env: str = "dev") -> dict[str, Any]:
     config = load_settings(env)
     with (pushed_metrics(config) as metrics, wallet_lock(config.wallets.hot),

@@ -19,10 +19,11 @@ from dexpilot.trading.session import SessionSummary
 from settings.blocks import load_settings
 from tasks.locks import wallet_lock
 from tasks.metrics import push_metrics, pushed_metrics, serve_metrics
+from tasks.run_logging import log_setup
 from tasks.trading import run_step_as_task, trading_runtime
 
 
-@flow(name="trading-session")
+@flow(name="trading-session", on_running=[log_setup])
 def trading_session(env: str = "dev", max_cycles: int | None = None,
                     max_seconds: float | None = None,
                     interval_s: float | None = None) -> dict[str, Any]:

@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.fixtures.monitoring",
     "tests.fixtures.ops",
     "tests.fixtures.analysis",
+    "tests.fixtures.hostile",
 ]

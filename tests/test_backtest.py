@@ -170,6 +170,7 @@ def test_same_candles_same_decisions_in_backtest_and_paper_session(test_env: obj
         TradingRuntime,
         balances_by_symbol,
         check_risk,
+        check_tokens,
         current_gas_price,
         execute_approved,
         plan_orders,
@@ -197,7 +198,7 @@ def test_same_candles_same_decisions_in_backtest_and_paper_session(test_env: obj
         gas = current_gas_price(rt)
         paper_intents = plan_orders(rt, signals, snapshot, gas, "paper")
         routed = route_orders(rt, paper_intents, snapshot, gas)
-        checked = check_risk(rt, routed, snapshot, gas)
+        checked = check_risk(rt, routed, snapshot, gas, check_tokens(rt, routed, snapshot))
         assert all(o.decision is not None and o.decision.approved for o in checked), \
             [o.decision for o in checked]
         executions = execute_approved(rt, checked, snapshot)

@@ -390,11 +390,12 @@ def test_simulated_revert_fails_the_order_without_sending_the_swap(
     [order] = rows(ledger, OrderRow)
     assert (order.status, order.error, order.tx_hash, order.nonce) == (
         OrderStatus.FAILED, result.error, None, None)
-    [approve] = rows(ledger, TransactionRow)  # the exact approval, and no swap
-    assert (approve.purpose, approve.status, approve.nonce) == (
-        TxPurpose.APPROVE, TxStatus.MINED, nonce0)
+    # Approval and swap were simulated together: nothing was signed, not even the approval.
+    assert rows(ledger, TransactionRow) == []
     assert rows(ledger, FillRow) == []
-    assert nonce_of(chain, devnet.hot_wallet, "pending") == nonce0 + 1
+    assert nonce_of(chain, devnet.hot_wallet, "pending") == nonce0
+    spender = plan.venue.approval_spender(plan.quote)
+    assert allowance(chain, tokens["USDC"], devnet.hot_wallet, spender) == 0
     assert wallet_pool(chain, devnet.hot_wallet) == {}
     assert_chain_matches_ledger(chain, devnet, ledger, before, nonce0)
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from eth_account import Account
@@ -45,7 +44,6 @@ from dexpilot.ledger import (
     UnknownOrder,
     UnknownTransaction,
     UtcDateTime,
-    alembic_config,
     check_raw_amount,
     error_kind_for,
     head_revision,
@@ -61,11 +59,11 @@ COLD = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 TX_A = "0x" + "ab" * 32
 TX_B = "0x" + "cd" * 32
 BIG_AMOUNTS = [0, 1, 2**63, 2**255 - 1, 2**256 - 1]
-HEAD = "0003"
+HEAD = "0004"
 LEDGER_TABLES = {
     "orders", "fills", "balance_snapshots", "signals", "risk_decisions",
     "state_transitions", "errors", "profit_sweeps", "transactions", "swap_events",
-    "ingest_cursors",
+    "ingest_cursors", "token_verdicts", "token_quarantines",
 }
 # anvil's well-known dev keys for WALLET and OTHER_WALLET (public; they hold nothing real).
 KEYS = {
@@ -157,10 +155,7 @@ def _tx_fields(
 
 
 def _migrate(ledger: Ledger, revision: str, *, down: bool = False) -> None:
-    config = alembic_config()
-    with ledger.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
+    (ledger.downgrade if down else ledger.upgrade)(revision)
 
 
 def _count(ledger: Ledger, model: type[SQLModel]) -> int:

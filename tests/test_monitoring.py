@@ -65,6 +65,7 @@ EXPECTED_METRICS: dict[str, tuple[str, ...]] = {
     "dexpilot_cycle_interval_seconds": (),
     "dexpilot_risk_daily_loss_limit_quote": ("token",),
     "dexpilot_risk_min_gas_balance_wei": (),
+    "dexpilot_tokens_quarantined": (),
 }
 
 
@@ -117,7 +118,7 @@ def test_prometheus_config_rules_and_alertmanager_config_pass_their_checkers() -
     rules = (HERE / "rules" / "dexpilot.rules.yml").read_text()
     alerts = [line.split(":", 1)[1].strip() for line in rules.splitlines()
               if line.strip().startswith("- alert:")]
-    assert len(alerts) == 8
+    assert len(alerts) == 9
     untested = [a for a in alerts if f"alertname: {a}" not in rules_tests]
     assert untested == []
 

@@ -51,7 +51,7 @@ WETH_PRICE = 2500.0
 WBTC_PRICE = 50000.0
 
 ORDER = (
-    "kill_switch",
+    "kill_switch", "quarantine", "token_safety",
     "allowlist", "max_trade", "daily_volume", "working_capital", "balance", "daily_loss",
     "min_out", "price_impact", "edge",
     "token_exposure", "total_exposure",
@@ -222,7 +222,7 @@ def test_a_sound_trade_is_approved_with_every_check_run() -> None:
     decision = eng.evaluate(proposal(), context())
     assert_approved(decision)
     assert decision.warnings == ()
-    assert decision.reason == "approved: all 15 checks passed"
+    assert decision.reason == "approved: all 17 checks passed"
     assert decision.details["token_in"] == "USDC"
     assert decision.details["max_trade.amount_in_quote"] == str(1_000 * USD)
     assert decision.details["token_exposure.exposure_after_quote"] == str(1_000 * USD)

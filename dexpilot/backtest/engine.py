@@ -29,6 +29,7 @@ from dexpilot.analysis.signal import Signal
 from dexpilot.backtest.fills import PoolBook, token_for
 from dexpilot.config import RiskLimits
 from dexpilot.errors import ApiError
+from dexpilot.ledger.pnl import Flow, realized_pnl
 from dexpilot.money import Token, to_raw
 from dexpilot.risk import RiskContext, RiskDecision, RiskEngine, TradeProposal
 from dexpilot.risk.checks import quote_value
@@ -204,6 +205,16 @@ class Backtest:
                      * 10**self.quote.decimals / 10**18)
         return balances.get(self.quote.symbol, 0) + exposure + native, exposure
 
+    def _realized_today(self, trades: Sequence[Trade], prices: Mapping[str, float]) -> int:
+        """The daily loss limit's input, defined once for live and backtest
+        (``dexpilot.ledger.pnl.realized_pnl``): the day's fills at this step's prices, less the
+        gas of every swap of the day (a reverted one moved no tokens but paid its gas)."""
+        flows = [Flow(self.tokens[t.token_in], t.amount_in, self.tokens[t.token_out],
+                      t.amount_out) for t in trades if t.status == "filled"]
+        return realized_pnl(flows, prices, self.quote, gas_wei=sum(t.gas_wei for t in trades),
+                            native=self.native,
+                            native_price=self._native_price(prices)).realized_quote
+
     def _initial_balances(self, prices: Mapping[str, float]) -> dict[str, int]:
         cfg = self.config
         if cfg.initial_balances is not None:
@@ -228,15 +239,14 @@ class Backtest:
         result.initial_native_price = self._native_price(start_prices)
         result.start_equity_quote = self._equity(balances, native_wei, start_prices)[0]
         day, day_volume = -1, 0
-        day_equity = 0
+        day_trades: list[Trade] = []
         total = self.n - self.warmup
         for i in range(self.warmup, self.n):
             ts_us = int(first.ts_us[i])
             closes = self._closes(i)
             prices = self._prices(closes)
             if ts_us // DAY_US != day:
-                day, day_volume = ts_us // DAY_US, 0
-                day_equity = self._equity(balances, native_wei, prices)[0]
+                day, day_volume, day_trades = ts_us // DAY_US, 0, []
             self.book.recentre(closes)
             snapshot = self.book.snapshot(i, ts_us // 1_000_000)
             signals: list[Signal] = []
@@ -244,7 +254,6 @@ class Backtest:
                 known = {pair: s.upto(i + 1) for pair, s in self.series.items()}
                 signals = run_on_series(dict(known), self.models).signals
             result.signals += len(signals)
-            equity_now = self._equity(balances, native_wei, prices)[0]
             context = StrategyContext(
                 snapshot=snapshot, wallet=WALLET, quote_token=self.quote,
                 balances=dict(balances), max_trade_quote=self.limits.max_trade_quote,
@@ -256,7 +265,7 @@ class Backtest:
             if intents:
                 risk_context = RiskContext(
                     balances=dict(balances), prices=prices, traded_today_quote=day_volume,
-                    realized_pnl_today_quote=equity_now - day_equity,
+                    realized_pnl_today_quote=self._realized_today(day_trades, prices),
                     gas_price_wei=cfg.gas_price_wei, native_balance_wei=native_wei,
                     reference_prices=prices)
                 routed: list[tuple[OrderIntent, Route]] = []
@@ -279,6 +288,7 @@ class Backtest:
                         continue
                     trade = self._fill(i, ts_us, intent, route, proposal, prices)
                     result.trades.append(trade)
+                    day_trades.append(trade)
                     native_wei -= trade.gas_wei
                     balances[trade.token_in] -= trade.amount_in if trade.amount_out else 0
                     balances[trade.token_out] = balances.get(trade.token_out, 0) \

@@ -46,6 +46,7 @@ class AnvilProcess:
         dump_state: Path | None = None,
         block_time: float | None = None,
         no_mining: bool = False,
+        genesis_timestamp: int | None = None,
         log_file: Path | None = None,
         detach: bool = False,
         timeout: float = 15.0,
@@ -71,6 +72,8 @@ class AnvilProcess:
             args += ["--block-time", str(block_time)]
         if no_mining:
             args += ["--no-mining"]
+        if genesis_timestamp is not None:
+            args += ["--timestamp", str(genesis_timestamp)]
         out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             proc = subprocess.Popen(

@@ -1,7 +1,10 @@
-"""Contract ABIs and bytecode from the pinned npm build files (and the dev token we compile).
+"""Contract ABIs and bytecode from the pinned npm build files, and the project's own contracts.
 
 The Uniswap contracts are the real ones from Uniswap's npm packages, never re-compiled, so the
-routers' init-code hashes match the factories they are deployed with.
+routers' init-code hashes match the factories they are deployed with. The dev token is compiled
+on the machine that starts a dev chain (npm ``solc``, offline). The token-safety probe runs in
+production too, where no compiler is installed: its build file is checked in
+(``contracts/TokenProbe.json``, rebuilt by ``make contracts``; a test fails when it is stale).
 """
 
 from __future__ import annotations
@@ -45,12 +48,19 @@ class Artifact:
     name: str
     abi: list[dict[str, Any]]
     bytecode: str
+    deployed_bytecode: str = ""  # the runtime code (what a state override puts at an address)
+
+
+CHECKED_IN = {"TokenProbe": CONTRACTS_DIR / "TokenProbe.json"}
 
 
 @cache
 def load_artifact(name: str) -> Artifact:
     if name == "DevToken":
-        return _compiled_dev_token()
+        return compile_contract(CONTRACTS_DIR / "DevToken.sol", "DevToken")
+    if name in CHECKED_IN:
+        data = json.loads(CHECKED_IN[name].read_text())
+        return Artifact(name, data["abi"], data["bytecode"], data["deployedBytecode"])
     try:
         rel = ARTIFACT_PATHS[name]
     except KeyError:
@@ -80,21 +90,23 @@ def _build_dir() -> Path:
     return Path(os.environ.get("DEXPILOT_BUILD_DIR", PROJECT_ROOT / ".devnet" / "build"))
 
 
-def _compiled_dev_token() -> Artifact:
-    source = CONTRACTS_DIR / "DevToken.sol"
-    key = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-    out = _build_dir() / f"DevToken-{key}.json"
+def compile_contract(source: Path, name: str) -> Artifact:
+    """Compile contract ``name`` of ``source`` with the pinned npm ``solc`` (no download),
+    cached in the build directory by the source's and the compile script's content."""
+    script = CONTRACTS_DIR / "compile.js"
+    digest = hashlib.sha256(source.read_bytes() + script.read_bytes() + name.encode())
+    out = _build_dir() / f"{name}-{digest.hexdigest()[:16]}.json"
     if not out.exists():
         proc = subprocess.run(
-            ["node", str(CONTRACTS_DIR / "compile.js"), str(source), "DevToken"],
+            ["node", str(script), str(source), name],
             capture_output=True, text=True, env={**os.environ, "NODE_PATH": str(NODE_MODULES)},
             check=False,
         )
         if proc.returncode != 0:
             raise SystemFault(f"compiling {source.name} failed: {proc.stderr.strip()[:500]}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(proc.stdout)
         tmp.replace(out)
     data = json.loads(out.read_text())
-    return Artifact("DevToken", data["abi"], data["bytecode"])
+    return Artifact(name, data["abi"], data["bytecode"], data.get("deployedBytecode", ""))

@@ -47,6 +47,13 @@ DEPLOY_GAS = 15_000_000
 FAR_DEADLINE = 2**40
 MIN_TICK, MAX_TICK = -887272, 887272
 TICK_SPACING = {500: 10, 3000: 60, 10000: 200}
+# A fresh V3 pool remembers one observation, so any swap within the TWAP window leaves
+# ``observe`` answering "OLD". Mainnet pools hold hundreds; the dev pools get room for this many.
+V3_OBSERVATION_CARDINALITY = 100
+# The dev market is deployed as if this long ago (anvil's genesis timestamp), so its pools
+# have a price history longer than any TWAP window however recently the cache was built;
+# a chain loaded from the cached state mines its next blocks at the present time.
+MARKET_AGE_S = 86_400
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,8 @@ class Deployer:
                 tokens[t0].address, tokens[t1].address, fee, lower, upper, amount0, amount1,
                 0, 0, DEPLOYER, FAR_DEADLINE))
             pool = v3_factory.functions.getPool(tokens[t0].address, tokens[t1].address, fee).call()
+            self.call_tx(DEPLOYER, self.contract("UniswapV3Pool", pool),
+                         "increaseObservationCardinalityNext", V3_OBSERVATION_CARDINALITY)
             pools.append(self._pool_config("uniswap-v3", PoolKind.V3, pool, base, quote, tokens,
                                            fee))
 

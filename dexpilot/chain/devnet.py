@@ -1,6 +1,7 @@
 """The dev chain: anvil with the dev market deployed, started in ~0.1 s from a cached state.
 
-The first start deploys the market on a throw-away anvil that dumps its state on exit; that
+The first start deploys the market on a throw-away anvil (its genesis dated
+``MARKET_AGE_S`` back, so the pools' oracles have history) that dumps its state on exit; that
 state and its manifest are cached under ``.devnet/cache`` keyed by a fingerprint of every
 build file and of the deploy code, so any change redeploys and nothing stale is ever loaded.
 Later starts load the state (``--load-state``) on a fresh free port.
@@ -11,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from dexpilot.chain import deployer as deployer_module
 from dexpilot.chain.anvil import DEV_CHAIN_ID, PROJECT_ROOT, AnvilProcess
 from dexpilot.chain.artifacts import artifact_fingerprint
-from dexpilot.chain.deployer import Deployer
+from dexpilot.chain.deployer import MARKET_AGE_S, Deployer
 from dexpilot.chain.manifest import DevnetManifest
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.errors import SystemFault
@@ -50,7 +52,8 @@ def cached_market(cache_dir: Path | None = None) -> CachedMarket:
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = cache_dir / f"state-{fingerprint}.partial.json"
     partial.unlink(missing_ok=True)
-    anvil = AnvilProcess.start(dump_state=partial)
+    anvil = AnvilProcess.start(dump_state=partial,
+                               genesis_timestamp=int(time.time()) - MARKET_AGE_S)
     try:
         with RpcClient([anvil.url]) as client:
             manifest = Deployer(client).deploy_market(DEV_CHAIN_ID, anvil.url, fingerprint)

@@ -5,7 +5,8 @@ by Uniswap on mainnet and by the dev chain here), so one ``eth_call`` returns ev
 *at one block* plus that block's number and timestamp. Large read sets are split into chunks
 that still travel in one JSON-RPC batch; chunks are only accepted if they all ran at the same
 block. The chain id rides in the same batch, so a node that changed chains is noticed on
-every snapshot at no extra cost.
+every snapshot at no extra cost, and so do the pools' oracles when asked for (``twap_window_s``:
+V2 cumulative prices, V3 ``observe``), the inputs of the risk engine's reference price.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from dexpilot.errors import ApiError, SystemFault
 from dexpilot.market.pools import (
     MarketSnapshot,
     PoolKind,
+    PoolOracle,
     PoolRef,
     PoolSnapshot,
     PoolState,
+    V2Oracle,
     V2State,
+    V3Oracle,
     V3State,
 )
 from dexpilot.money import Token
@@ -39,6 +43,10 @@ def _selector(signature: str) -> bytes:
 GET_RESERVES = _selector("getReserves()")
 SLOT0 = _selector("slot0()")
 LIQUIDITY = _selector("liquidity()")
+# The pools' own oracles (time-weighted prices for the risk engine's reference price).
+PRICE0_CUMULATIVE = _selector("price0CumulativeLast()")
+PRICE1_CUMULATIVE = _selector("price1CumulativeLast()")
+OBSERVE = _selector("observe(uint32[])")
 BALANCE_OF = _selector("balanceOf(address)")
 GET_ETH_BALANCE = _selector("getEthBalance(address)")
 BLOCK_TIMESTAMP = _selector("getCurrentBlockTimestamp()")
@@ -53,6 +61,26 @@ class _Call:
     target: str
     data: bytes
     what: str
+
+
+def multicall_request(multicall: str, calls: Sequence[tuple[str, bytes]]
+                      ) -> tuple[str, list[Any]]:
+    """The ``eth_call`` of ``(target, calldata)`` calls through the multicall contract, as one
+    request of a JSON-RPC batch (``ChainReader`` and ``config_audit`` share it)."""
+    payload = MULTICALL + encode(["(address,uint256,bytes)[]"],
+                                 [[(target, CALL_GAS, data) for target, data in calls]])
+    return "eth_call", [{"to": multicall, "data": "0x" + payload.hex()}, "latest"]
+
+
+def decode_multicall(answer: Any) -> tuple[int, list[tuple[bool, bytes]]]:
+    """A multicall answer's block number and each call's (success, return data);
+    ``ValueError`` if it is not one."""
+    try:
+        block, results = decode(["uint256", "(bool,uint256,bytes)[]"],
+                                bytes.fromhex(str(answer).removeprefix("0x")))
+    except Exception as exc:
+        raise ValueError(f"not a multicall answer: {str(answer)[:66]!r}") from exc
+    return int(block), [(bool(ok), bytes(data)) for ok, _gas, data in results]
 
 
 class ChainReader:
@@ -76,7 +104,11 @@ class ChainReader:
         pools: Sequence[PoolRef],
         tokens: Sequence[Token] = (),
         wallets: Sequence[str] = (),
+        *,
+        twap_window_s: int | None = None,
     ) -> MarketSnapshot:
+        """``twap_window_s``: also read each pool's oracle in the same call (V2: the
+        cumulative prices; V3: ``observe([twap_window_s, 0])``) into ``PoolSnapshot.oracle``."""
         calls = [_Call(self.multicall, BLOCK_TIMESTAMP, "block timestamp")]
         for pool in pools:
             if pool.kind is PoolKind.V2:
@@ -84,6 +116,8 @@ class ChainReader:
             else:
                 calls.append(_Call(pool.address, SLOT0, f"{pool.venue} {pool.pair} slot0"))
                 calls.append(_Call(pool.address, LIQUIDITY, f"{pool.venue} {pool.pair} liquidity"))
+            if twap_window_s is not None:
+                calls.extend(_oracle_calls(pool, twap_window_s))
         for wallet in wallets:
             calls.append(_Call(self.multicall, GET_ETH_BALANCE + encode(["address"], [wallet]),
                                f"native balance of {wallet}"))
@@ -108,34 +142,41 @@ class ChainReader:
         snaps = []
         for pool in pools:
             state: PoolState
+            reserves_at = 0
             if pool.kind is PoolKind.V2:
-                r0, r1, _ = next_value(["uint112", "uint112", "uint32"])
+                r0, r1, reserves_at = next_value(["uint112", "uint112", "uint32"])
                 state = V2State(r0, r1)
             else:
                 slot0 = next_value(["uint160", "int24", "uint16", "uint16", "uint16", "uint8",
                                     "bool"])
                 (liquidity,) = next_value(["uint128"])
                 state = V3State(slot0[0], slot0[1], liquidity)
-            snaps.append(PoolSnapshot(pool, state, block))
+            oracle = None
+            if twap_window_s is not None:
+                answers = [next(values)[1] for _ in _oracle_calls(pool, twap_window_s)]
+                oracle = _oracle(pool, twap_window_s, answers, reserves_at)
+            snaps.append(PoolSnapshot(pool, state, block, oracle))
         native: dict[str, int] = {}
         balances: dict[tuple[str, str], int] = {}
+        unreadable: dict[str, str] = {}
         for wallet in wallets:
             (native[wallet],) = next_value(["uint256"])
             for token in tokens:
-                (balances[(wallet, token.address)],) = next_value(["uint256"])
+                # One token whose balanceOf fails (no code, reverts) must not blind the cycle
+                # to every other token: it is reported for the cycle to quarantine alone.
+                try:
+                    (balances[(wallet, token.address)],) = next_value(["uint256"])
+                except ApiError as exc:
+                    unreadable.setdefault(token.address, str(exc))
         return MarketSnapshot(block, timestamp, self.expected_chain_id, tuple(snaps), balances,
-                              native)
+                              native, unreadable_tokens=unreadable)
 
     def _run(self, calls: list[_Call]) -> tuple[int, list[tuple[bool, bytes]]]:
         chunks = [calls[i:i + self.max_calls_per_chunk]
                   for i in range(0, len(calls), self.max_calls_per_chunk)]
         requests: list[tuple[str, Sequence[Any]]] = [("eth_chainId", [])]
         for chunk in chunks:
-            payload = MULTICALL + encode(
-                ["(address,uint256,bytes)[]"], [[(c.target, CALL_GAS, c.data) for c in chunk]]
-            )
-            requests.append(("eth_call", [{"to": self.multicall, "data": "0x" + payload.hex()},
-                                          "latest"]))
+            requests.append(multicall_request(self.multicall, [(c.target, c.data) for c in chunk]))
         for _ in range(MAX_BLOCK_RETRIES):
             answers = self.client.batch(requests)
             chain_id = int(answers[0], 16)
@@ -147,14 +188,40 @@ class ChainReader:
             results: list[tuple[bool, bytes]] = []
             for answer in answers[1:]:
                 try:
-                    block, chunk_results = decode(["uint256", "(bool,uint256,bytes)[]"],
-                                                  bytes.fromhex(answer.removeprefix("0x")))
-                except Exception as exc:
+                    block, chunk_results = decode_multicall(answer)
+                except ValueError as exc:
                     raise ApiError(f"{redact_url(self.client.url)}: multicall answer undecodable"
                                    ) from exc
                 blocks.add(block)
-                results.extend((ok, data) for ok, _gas, data in chunk_results)
+                results.extend(chunk_results)
             if len(blocks) == 1:
                 return blocks.pop(), results
         raise ApiError(f"{redact_url(self.client.url)}: multicall chunks kept landing on "
                        "different blocks")
+
+
+def _oracle_calls(pool: PoolRef, window_s: int) -> list[_Call]:
+    if pool.kind is PoolKind.V2:
+        return [_Call(pool.address, PRICE0_CUMULATIVE, f"{pool.venue} {pool.pair} price0"),
+                _Call(pool.address, PRICE1_CUMULATIVE, f"{pool.venue} {pool.pair} price1")]
+    return [_Call(pool.address, OBSERVE + encode(["uint32[]"], [[window_s, 0]]),
+                  f"{pool.venue} {pool.pair} observe")]
+
+
+def _oracle(pool: PoolRef, window_s: int, answers: list[tuple[bool, bytes]],
+            reserves_at: int) -> PoolOracle | None:
+    """The pool's oracle data, or ``None`` where it has none: a V3 pool whose observations do
+    not reach ``window_s`` back reverts ``OLD``, a V2 fork may lack the accumulators. Neither
+    is an error: that pool simply offers no time-weighted price."""
+    if not all(ok for ok, _ in answers):
+        return None
+    try:
+        if pool.kind is PoolKind.V2:
+            (c0,), (c1,) = (decode(["uint256"], data) for _, data in answers)
+            return V2Oracle(c0, c1, reserves_at)
+        ticks, _seconds_per_liquidity = decode(["int56[]", "uint160[]"], answers[0][1])
+    except Exception:
+        return None
+    if len(ticks) != 2:
+        return None
+    return V3Oracle(window_s, (int(ticks[0]), int(ticks[1])))

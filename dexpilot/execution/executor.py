@@ -4,15 +4,21 @@ Order of events for a live leg, each step durable before the next:
 
 0. the swap is built from the plan (pure: bad bounds are refused before anything is written);
 1. the order is written (NEW) — before anything is signed;
-2. if the venue's spender lacks allowance, an *exact* approval is signed, recorded, sent, mined;
-3. the swap is simulated (``eth_call``); a swap that would revert is recorded FAILED, unsent;
-4. the swap is signed (EIP-1559, nonce from the manager), recorded with its raw bytes and the
+2. the whole trade is simulated (``eth_simulateV1``: the approval, if the spender lacks
+   allowance, then the swap); a trade that would revert is recorded FAILED and nothing is
+   signed, so wallet A's nonce, gas and allowances stay as they were;
+3. the fees are fixed: at most the max fee per gas risk approved (and the gas price cap); a
+   base fee that has since risen above it fails the order unsent (the next cycle re-checks);
+4. if needed, an *exact* approval is signed, recorded, sent, mined, and the swap checked again
+   (``eth_call``) on the state after it;
+5. the swap is signed (EIP-1559, nonce from the manager), recorded with its raw bytes and the
    order becomes SUBMITTED — only then is it broadcast;
-5. the receipt is awaited; a transaction stuck past the timeout is replaced with the same
+6. the receipt is awaited; a transaction stuck past the timeout is replaced with the same
    nonce and data at higher fees (each replacement recorded before it is sent);
-6. the receipt decides: status 1 -> fill from the Transfer logs, FILLED; status 0 -> FAILED
-   with the revert reason (read by replaying the transaction at its position in its block).
-   Never re-sent blindly.
+7. the receipt decides: status 1 -> fill from the Transfer logs to wallet A, FILLED, or
+   SHORT_FILLED when less than ``amountOutMin`` arrived (the token is then quarantined and an
+   error row written); status 0 -> FAILED with the revert reason (read by replaying the
+   transaction at its position in its block). Never re-sent blindly.
 
 ``reconcile()`` finishes whatever a killed process left: a mined transaction becomes its
 fill, a transaction the node lost is re-broadcast byte for byte (idempotent: same hash, same
@@ -31,10 +37,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode, encode
+from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
+from dexpilot.chain.reverts import decode_revert
 from dexpilot.chain.rpc import RpcClient
+from dexpilot.chain.token_probe import OTHER_ADDRESS
 from dexpilot.errors import ApiError, NetworkError, SystemFault
 from dexpilot.execution.fees import Fees, suggest_fees
 from dexpilot.execution.nonces import NonceManager
@@ -44,6 +52,7 @@ from dexpilot.ledger import (
     NONCE_CONSUMING_TX_STATUSES,
     PENDING_STATUSES,
     UNRESOLVED_TX_STATUSES,
+    ErrorKind,
     Ledger,
     OrderRow,
     OrderStatus,
@@ -56,8 +65,6 @@ from dexpilot.venues.base import Quote, SwapTx, Venue
 
 APPROVE = function_signature_to_4byte_selector("approve(address,uint256)")
 ALLOWANCE = function_signature_to_4byte_selector("allowance(address,address)")
-ERROR_STRING = function_signature_to_4byte_selector("Error(string)")
-PANIC = function_signature_to_4byte_selector("Panic(uint256)")
 APPROVE_GAS = 100_000
 TRANSFER = function_signature_to_4byte_selector("transfer(address,uint256)")
 TRANSFER_GAS = 100_000
@@ -87,10 +94,14 @@ class LegPlan:
     quote: Quote
     min_amount_out: int
     deadline: int  # unix seconds, from the latest block's timestamp
+    # The max fee per gas risk approved for this trade: the first send offers at most this.
+    max_fee_per_gas: int | None = None
 
     def __post_init__(self) -> None:
         if self.min_amount_out <= 0:
             raise ValueError(f"{self.intent.client_order_id}: min_amount_out must be > 0")
+        if self.max_fee_per_gas is not None and self.max_fee_per_gas <= 0:
+            raise ValueError(f"{self.intent.client_order_id}: max_fee_per_gas must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +117,7 @@ class ExecutionResult:
 
     @property
     def filled(self) -> bool:
+        """Filled as planned; a short fill is not (an arbitrage's next leg does not trade)."""
         return self.status in (OrderStatus.FILLED, OrderStatus.SIMULATED)
 
 
@@ -132,6 +144,7 @@ class Executor:
         signer: HotWallet | None = None,
         settings: ExecutorSettings | None = None,
         checkpoint: Callable[[str], None] = _no_checkpoint,
+        token_symbols: Mapping[str, str] | None = None,
     ) -> None:
         if mode is TradeMode.LIVE and signer is None:
             raise ValueError("live trading needs the hot-wallet signer")
@@ -147,6 +160,8 @@ class Executor:
         self.settings = settings or ExecutorSettings()
         self.checkpoint = checkpoint
         self.nonces = NonceManager(client, address)
+        # address -> symbol, to name a token the executor quarantines
+        self.token_symbols = {a.lower(): sym for a, sym in (token_symbols or {}).items()}
 
     # -- entry points ---------------------------------------------------------------------
     def execute(self, plan: LegPlan) -> ExecutionResult:
@@ -168,17 +183,28 @@ class Executor:
         if plan.deadline <= int(time.time()):
             return self._fail(intent.client_order_id, "deadline passed before sending")
         try:
-            self._ensure_allowance(plan, swap.spender)
-            reason = self._would_revert(swap)
+            approval = self._approval_needed(plan, swap.spender)
+            reason = self._simulate_trade(plan, swap, approval)
+            fees = self._fees_for(plan)
         except (NetworkError, ApiError) as exc:
             return self._fail(intent.client_order_id, f"before sending: {exc}")
         if reason is not None:
             return self._fail(intent.client_order_id, f"simulation reverted: {reason}")
+        if isinstance(fees, str):
+            return self._fail(intent.client_order_id, fees)
+        if approval is not None:
+            try:
+                self._approve(plan, swap.spender, approval, fees)
+                reason = self._would_revert(swap)
+            except (NetworkError, ApiError) as exc:
+                return self._fail(intent.client_order_id, f"before sending: {exc}")
+            if reason is not None:
+                return self._fail(intent.client_order_id,
+                                  f"simulation after the approval reverted: {reason}")
         if plan.deadline <= int(time.time()):
             # Checked again after the approval's wait: routers revert past their deadline by
             # themselves, an aggregator's prepared transaction carries none.
             return self._fail(intent.client_order_id, "deadline passed before sending")
-        fees = suggest_fees(self.client)
         signed = self._sign(swap.to, swap.data, swap.value, swap.gas_limit, self.nonces.next(),
                             fees)
         self.ledger.record_transaction(
@@ -249,18 +275,100 @@ class Executor:
                 raise
         self.ledger.update_transaction(signed.tx_hash, TxStatus.SENT)
 
-    def _ensure_allowance(self, plan: LegPlan, spender: str) -> None:
+    def _approval_needed(self, plan: LegPlan, spender: str) -> int | None:
+        """The exact approval the swap needs (``None``: the allowance already covers it)."""
         token = plan.intent.token_in.address
         data = "0x" + (ALLOWANCE + encode(["address", "address"], [self.address, spender])).hex()
         allowance = int(self.client.request("eth_call", [{"to": token, "data": data}, "latest"]),
                         16)
         if allowance >= plan.intent.amount_in:
-            return
-        amount = max(plan.intent.amount_in, self.settings.approval_cap or 0)
+            return None
+        return max(plan.intent.amount_in, self.settings.approval_cap or 0)
+
+    def _approve(self, plan: LegPlan, spender: str, amount: int, fees: Fees) -> None:
         approve = "0x" + (APPROVE + encode(["address", "uint256"], [spender, amount])).hex()
-        tx_hash = self._send_token_call(token, approve, APPROVE_GAS, TxPurpose.APPROVE,
-                                        plan.intent.client_order_id)
+        tx_hash = self._send_token_call(plan.intent.token_in.address, approve, APPROVE_GAS,
+                                        TxPurpose.APPROVE, plan.intent.client_order_id, fees)
         self._log("approval mined", plan.intent.client_order_id, tx_hash, plan.quote.venue)
+
+    def _simulate_trade(self, plan: LegPlan, swap: SwapTx, approval: int | None) -> str | None:
+        """Why the whole trade (approval, then swap) would revert on the latest state, or
+        ``None`` if it would go through. Nothing is signed before this answers."""
+        calls = self._simulate(plan, swap, approval)
+        if approval is not None and int(calls[0]["status"], 16) != 1:
+            return f"the approval: {_call_error(calls[0])}"
+        if int(calls[-1]["status"], 16) != 1:
+            return _call_error(calls[-1]) + self._transfer_diagnosis(plan)
+        return None
+
+    def _transfer_diagnosis(self, plan: LegPlan) -> str:
+        """Why a swap reverted when the cause is a token itself: routers report a failed
+        token transfer generically (``TRANSFER_FROM_FAILED``), so try plain transfers from
+        wallet A of what the swap sells (its amount) and of what it buys (0) and quote the
+        token's own words (``account frozen``, ``paused``)."""
+        for token, amount in ((plan.intent.token_in, plan.intent.amount_in),
+                              (plan.intent.token_out, 0)):
+            found = self._plain_transfer_fails(token, amount)
+            if found:
+                return found
+        return ""
+
+    def _plain_transfer_fails(self, token: Token, amount: int) -> str:
+        data = "0x" + (TRANSFER + encode(["address", "uint256"], [OTHER_ADDRESS, amount])).hex()
+        try:
+            answer = self.client.request("eth_call", [
+                {"from": self.address, "to": token.address, "data": data}, "latest"])
+        except ApiError as exc:
+            message = _rpc_message(exc)
+            if "revert" not in message.lower():
+                return ""
+            return (f" (a plain transfer of {token.symbol} from wallet A reverts too: "
+                    f"{_bare_reason(message)}: wallet A is frozen or blacklisted by the token, "
+                    f"or the token is paused)")
+        except NetworkError:
+            return ""
+        if isinstance(answer, str) and answer.startswith("0x") and int(answer, 16) == 0 \
+                and len(answer) > 2:
+            return f" (a transfer of {token.symbol} from wallet A returns false)"
+        return ""
+
+    def _simulate(self, plan: LegPlan, swap: SwapTx, approval: int | None) -> list[Any]:
+        """``eth_simulateV1`` of [approve,] swap from wallet A; the calls' results in order."""
+        calls: list[dict[str, str]] = []
+        if approval is not None:
+            approve = "0x" + (APPROVE + encode(["address", "uint256"],
+                                               [swap.spender, approval])).hex()
+            calls.append({"from": self.address, "to": plan.intent.token_in.address,
+                          "data": approve})
+        calls.append({"from": self.address, "to": swap.to, "data": swap.data,
+                      "value": hex(swap.value), "gas": hex(swap.gas_limit)})
+        result = self.client.request("eth_simulateV1", [
+            {"blockStateCalls": [{"calls": calls}], "validation": False}, "latest"])
+        try:
+            answered = list(result[0]["calls"])
+        except (TypeError, KeyError, IndexError) as exc:
+            raise ApiError(f"eth_simulateV1 answered in an unknown shape: {str(result)[:200]}"
+                           ) from exc
+        if len(answered) != len(calls):
+            raise ApiError(f"eth_simulateV1 answered {len(answered)} calls for {len(calls)}")
+        return answered
+
+    def _fees_for(self, plan: LegPlan) -> Fees | str:
+        """The first send's fees: the node's suggestion, but never above the max fee per gas
+        risk approved nor the gas price cap. A text (the order fails unsent) if the base fee
+        has since risen so far that a transaction within the ceiling could not be mined."""
+        fresh = suggest_fees(self.client)
+        ceilings = [c for c in (plan.max_fee_per_gas, self.settings.max_fee_per_gas_cap)
+                    if c is not None]
+        if not ceilings or fresh.max_fee_per_gas <= min(ceilings):
+            return fresh
+        ceiling = min(ceilings)
+        priority = min(fresh.max_priority_fee_per_gas, ceiling)
+        if fresh.base_fee_per_gas + priority > ceiling:
+            return (f"gas price rose after the risk check: the base fee is "
+                    f"{fresh.base_fee_per_gas} wei/gas, above the max fee of {ceiling} wei/gas "
+                    f"risk approved; not sent, the next cycle checks it again")
+        return Fees(ceiling, priority, fresh.base_fee_per_gas)
 
     def transfer(self, token: Token, to: str, amount: int) -> str:
         """Send ``amount`` of ``token`` from wallet A to ``to`` (the profit sweep); returns the
@@ -276,9 +384,9 @@ class Executor:
         return self._send_token_call(token.address, data, TRANSFER_GAS, TxPurpose.SWEEP, None)
 
     def _send_token_call(self, token: str, data: str, gas: int, purpose: TxPurpose,
-                         order_client_id: str | None) -> str:
+                         order_client_id: str | None, fees: Fees | None = None) -> str:
         """Sign, record, broadcast and await one call to a token contract; raise if reverted."""
-        fees = suggest_fees(self.client)
+        fees = fees or suggest_fees(self.client)
         signed = self._sign(token, data, 0, gas, self.nonces.next(), fees)
         self.ledger.record_transaction(
             env=self.env, wallet=self.address, purpose=purpose, tx_hash=signed.tx_hash,
@@ -422,8 +530,32 @@ class Executor:
                              tx_hash=tx_hash, nonce=tx.nonce,
                              block_number=int(receipt["blockNumber"], 16), gas_used=gas_used,
                              effective_gas_price=gas_price)
+        if received < order.min_amount_out:
+            error = self._short_fill(order, received, tx_hash)
+            return ExecutionResult(client_order_id, OrderStatus.SHORT_FILLED, sent, received,
+                                   tx_hash, gas_used, gas_used * gas_price, error=error)
         return ExecutionResult(client_order_id, OrderStatus.FILLED, sent, received, tx_hash,
                                gas_used, gas_used * gas_price)
+
+    def _short_fill(self, order: OrderRow, received: int, tx_hash: str) -> str:
+        """Less arrived than ``amountOutMin``: the router checked its own arithmetic, the token
+        took a cut on the way to wallet A. The token is quarantined (no more buys until an
+        operator clears it) and the error recorded; the shortfall is the order's outcome."""
+        error = (f"short fill: wallet A received {received} raw units of {order.token_out}, "
+                 f"below amountOutMin {order.min_amount_out} (quoted "
+                 f"{order.expected_amount_out}); the token takes a cut on transfer")
+        details = {"client_order_id": order.client_order_id, "tx_hash": tx_hash,
+                   "received": str(received), "min_amount_out": str(order.min_amount_out),
+                   "quoted": str(order.expected_amount_out), "token": order.token_out}
+        self.ledger.quarantine_token(env=self.env, token=order.token_out,
+                                     symbol=self.token_symbols.get(order.token_out.lower(),
+                                                                order.token_out[:10]),
+                                     source="fill_shortfall", reason=error, actor="executor",
+                                     details=details)
+        self.ledger.record_error(self.env, ErrorKind.API, "executor", error, details=details)
+        log.error("%s: %s", order.client_order_id, error, extra={
+            "order_id": order.client_order_id, "tx_hash": tx_hash, "env": self.env})
+        return error
 
     def _revert_reason(self, receipt: Mapping[str, Any]) -> str:
         """Why a mined transaction reverted.
@@ -554,24 +686,14 @@ class Executor:
     # -- paper ----------------------------------------------------------------------------
     def _simulate_paper(self, plan: LegPlan, swap: SwapTx) -> ExecutionResult:
         intent = plan.intent
-        approve = "0x" + (APPROVE + encode(["address", "uint256"],
-                                           [swap.spender, intent.amount_in])).hex()
-        calls = [
-            {"from": self.address, "to": intent.token_in.address, "data": approve},
-            {"from": self.address, "to": swap.to, "data": swap.data, "value": hex(swap.value),
-             "gas": hex(swap.gas_limit)},
-        ]
         try:
-            result = self.client.request("eth_simulateV1", [
-                {"blockStateCalls": [{"calls": calls}], "validation": False}, "latest"])
+            calls = self._simulate(plan, swap, intent.amount_in)
         except (ApiError, NetworkError) as exc:
             return self._fail(intent.client_order_id, f"paper simulation failed: {exc}")
-        swap_call = result[0]["calls"][1]
+        swap_call = calls[1]
         if int(swap_call["status"], 16) != 1:
-            error = swap_call.get("error", {})
-            message = decode_revert(swap_call.get("returnData")) or (
-                error.get("message", "reverted") if isinstance(error, dict) else str(error))
-            return self._fail(intent.client_order_id, f"paper simulation reverted: {message}")
+            return self._fail(intent.client_order_id,
+                              f"paper simulation reverted: {_call_error(swap_call)}")
         logs = swap_call.get("logs") or []
         sent, _ = token_flows(logs, self.address, intent.token_in.address)
         _, received = token_flows(logs, self.address, intent.token_out.address)
@@ -583,23 +705,11 @@ class Executor:
                                gas_used=gas_used)
 
 
-def decode_revert(data: object) -> str | None:
-    """The reason in revert data: ``Error(string)``, ``Panic(uint256)`` or a custom error."""
-    if not isinstance(data, str) or not data.startswith("0x") or len(data) < 10:
-        return None
-    try:
-        raw = bytes.fromhex(data[2:])
-    except ValueError:
-        return None
-    try:
-        if raw[:4] == ERROR_STRING:
-            return str(decode(["string"], raw[4:])[0])
-        if raw[:4] == PANIC:
-            return f"panic 0x{decode(['uint256'], raw[4:])[0]:02x}"
-    except Exception:  # malformed ABI data: report the selector below
-        pass
-    return f"custom error 0x{raw[:4].hex()}"
-
+def _call_error(call: Mapping[str, Any]) -> str:
+    """Why one call of an ``eth_simulateV1`` answer reverted."""
+    error = call.get("error", {})
+    return decode_revert(call.get("returnData")) or (
+        str(error.get("message", "reverted")) if isinstance(error, dict) else str(error))
 
 def _rpc_message(exc: Exception) -> str:
     """The node's own message, without the client's "<url>: <method> failed: " prefix (an RPC

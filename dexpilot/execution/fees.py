@@ -14,6 +14,7 @@ MIN_REPLACEMENT_BUMP_PCT = 10
 class Fees:
     max_fee_per_gas: int
     max_priority_fee_per_gas: int
+    base_fee_per_gas: int = 0  # of the latest block, when read (0: not known)
 
     def bumped(self, pct: int = 15) -> Fees:
         if pct < MIN_REPLACEMENT_BUMP_PCT:
@@ -31,4 +32,4 @@ def suggest_fees(client: RpcClient, *, min_priority_wei: int = 10**8) -> Fees:
                                ("eth_maxPriorityFeePerGas", [])])
     base_fee = int(block.get("baseFeePerGas", "0x0"), 16)
     priority = max(int(tip, 16), min_priority_wei)
-    return Fees(2 * base_fee + priority, priority)
+    return Fees(2 * base_fee + priority, priority, base_fee)

@@ -43,6 +43,9 @@ class OrderStatus(StrEnum):
     REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
     SIMULATED = "SIMULATED"
+    # Mined, but wallet A received less than amountOutMin (migration 0004): its fill row holds
+    # what arrived; the token is quarantined.
+    SHORT_FILLED = "SHORT_FILLED"
 
 
 # Orders a restarted cycle must reconcile before trading again.
@@ -362,6 +365,63 @@ class IngestCursorRow(SQLModel, table=True):
     updated_at: datetime = _time()
 
 
+class TokenVerdictRow(SQLModel, table=True):
+    """What the token-safety simulation found for one token on one pool (migration 0004).
+
+    ``safe`` is the verdict; ``reason`` names what was found and its numbers. Taxes are in
+    basis points measured against the exact pool maths (``None``: not measured, e.g. the buy
+    reverted). ``block_number`` is the state the simulation ran on; a verdict is trusted until
+    ``expires_at``, after which the token is simulated again.
+    """
+
+    __tablename__ = "token_verdicts"
+    __table_args__ = (
+        sa.Index("ix_token_verdicts_env_token_created_at", "env", "token", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _time()
+    expires_at: datetime = Field(sa_column=sa.Column(UtcDateTime(), nullable=False))
+    env: str = Field(max_length=ENV_LEN)
+    token: str = Field(max_length=ADDRESS_LEN)
+    symbol: str = Field(max_length=NAME_LEN)
+    pool: str = Field(max_length=ADDRESS_LEN)
+    block_number: int = Field(sa_type=sa.BigInteger)
+    safe: bool
+    reason: str = Field(sa_type=sa.Text)
+    buy_tax_bps: float | None = None
+    transfer_tax_bps: float | None = None
+    sell_tax_bps: float | None = None
+    details: dict[str, Any] = _json()
+
+
+class TokenQuarantineRow(SQLModel, table=True):
+    """A token the bot must not buy until an operator clears it (migration 0004).
+
+    Set by the bot itself (a fill short of ``amountOutMin``, a token whose reads fail) with
+    ``actor`` naming the part that set it; cleared only by an operator, whose name and reason
+    are kept beside it. The active quarantine of a token is its row with ``cleared_at`` unset.
+    """
+
+    __tablename__ = "token_quarantines"
+    __table_args__ = (sa.Index("ix_token_quarantines_env_token", "env", "token"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _time(index=True)
+    env: str = Field(max_length=ENV_LEN)
+    token: str = Field(max_length=ADDRESS_LEN)
+    symbol: str = Field(max_length=NAME_LEN)
+    source: str = Field(max_length=NAME_LEN)
+    reason: str = Field(sa_type=sa.Text)
+    actor: str = Field(max_length=NAME_LEN)
+    details: dict[str, Any] = _json()
+    cleared_at: datetime | None = Field(
+        default=None, sa_column=sa.Column(UtcDateTime(), nullable=True)
+    )
+    cleared_by: str | None = Field(default=None, max_length=NAME_LEN)
+    clear_reason: str | None = Field(default=None, sa_type=sa.Text)
+
+
 LEDGER_TABLES: tuple[type[SQLModel], ...] = (
     OrderRow,
     TransactionRow,
@@ -374,4 +434,6 @@ LEDGER_TABLES: tuple[type[SQLModel], ...] = (
     ProfitSweepRow,
     SwapEventRow,
     IngestCursorRow,
+    TokenVerdictRow,
+    TokenQuarantineRow,
 )

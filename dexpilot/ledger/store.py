@@ -54,6 +54,8 @@ from dexpilot.ledger.models import (
     RiskDecisionRow,
     SignalRow,
     StateTransitionRow,
+    TokenQuarantineRow,
+    TokenVerdictRow,
     TradeMode,
     TransactionRow,
     TxPurpose,
@@ -78,6 +80,7 @@ ORDER_TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.REJECTED: frozenset(),
     OrderStatus.CANCELLED: frozenset(),
     OrderStatus.SIMULATED: frozenset(),
+    OrderStatus.SHORT_FILLED: frozenset(),
 }
 
 # A transaction's fate. SIGNED -> SENT may repeat as SENT -> SENT (the identical raw
@@ -172,10 +175,36 @@ class Ledger:
 
     def upgrade(self, revision: str = "head") -> None:
         """Migrate the database to ``revision`` (default: the newest) in one transaction."""
+        self._migrate(revision, down=False)
+
+    def downgrade(self, revision: str) -> None:
+        """Migrate the database back to ``revision`` in one transaction."""
+        self._migrate(revision, down=True)
+
+    def _migrate(self, revision: str, *, down: bool) -> None:
         config = alembic_config()
-        with self._faults_mapped(), self._write_engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+        step = command.downgrade if down else command.upgrade
+        with self._faults_mapped(), self._write_engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # A migration that rebuilds a referenced table (SQLite alters little in place)
+                # drops it first, which enforced foreign keys refuse; the switch only works
+                # outside a transaction. The references are checked before the commit instead.
+                connection.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA foreign_keys=OFF")
+            try:
+                with connection.begin():
+                    config.attributes["connection"] = connection
+                    step(config, revision)
+                    if sqlite:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        if broken:
+                            raise SystemFault(f"migration to {revision} broke foreign keys: "
+                                              f"{broken[:5]}")
+            finally:
+                if sqlite:
+                    connection.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                        "PRAGMA foreign_keys=ON")
 
     def current_revision(self) -> str | None:
         with self._faults_mapped(), self.engine.connect() as connection:
@@ -321,8 +350,9 @@ class Ledger:
         """Record what the swap did and, in the same transaction, close the order.
 
         Live: the order must be SUBMITTED with the same tx_hash and nonce, all chain fields are
-        required, and the order becomes FILLED. Paper: the order must be NEW, chain fields are
-        optional, and the order becomes SIMULATED.
+        required, and the order becomes FILLED, or SHORT_FILLED if ``amount_out`` (what
+        arrived) is below the order's ``min_amount_out``. Paper: the order must be NEW, chain
+        fields are optional, and the order becomes SIMULATED.
         """
         check_raw_amount(amount_in, what="amount_in")
         check_raw_amount(amount_out, what="amount_out")
@@ -338,6 +368,10 @@ class Ledger:
             order = _locked_order(session, client_order_id)
             if order.mode is TradeMode.LIVE:
                 target = OrderStatus.FILLED
+                if amount_out < order.min_amount_out:
+                    target = OrderStatus.SHORT_FILLED
+                    order.error = (f"short fill: {amount_out} arrived, below amountOutMin "
+                                   f"{order.min_amount_out} (quoted {order.expected_amount_out})")
                 if order.status is not OrderStatus.SUBMITTED:
                     raise IllegalOrderTransition(
                         f"order {order.client_order_id!r} is {order.status}; only a SUBMITTED "
@@ -746,6 +780,116 @@ class Ledger:
         with self.session() as session:
             session.add(row)
         return row
+
+
+    # -- token safety and quarantine -----------------------------------------------------
+
+    def record_token_verdict(
+        self,
+        *,
+        env: str,
+        token: str,
+        symbol: str,
+        pool: str,
+        block_number: int,
+        safe: bool,
+        reason: str,
+        expires_at: datetime,
+        buy_tax_bps: float | None = None,
+        transfer_tax_bps: float | None = None,
+        sell_tax_bps: float | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> TokenVerdictRow:
+        if not isinstance(safe, bool):
+            raise TypeError(f"safe must be a bool, got {type(safe).__name__}")
+        taxes = {"buy_tax_bps": buy_tax_bps, "transfer_tax_bps": transfer_tax_bps,
+                 "sell_tax_bps": sell_tax_bps}
+        for what, value in taxes.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not math.isfinite(value)):
+                raise ValueError(f"{what} must be a finite number or None, got {value!r}")
+        row = TokenVerdictRow(
+            env=checks.env(env), token=checks.address(token, "token"),
+            symbol=checks.name(symbol, "symbol"), pool=checks.address(pool, "pool"),
+            block_number=checks.chain_int(block_number, "block_number"), safe=safe,
+            reason=checks.text_field(reason, "reason"),
+            expires_at=checks.aware(expires_at, "expires_at"),
+            buy_tax_bps=None if buy_tax_bps is None else float(buy_tax_bps),
+            transfer_tax_bps=None if transfer_tax_bps is None else float(transfer_tax_bps),
+            sell_tax_bps=None if sell_tax_bps is None else float(sell_tax_bps),
+            details=dict(details or {}),
+        )
+        with self.session() as session:
+            session.add(row)
+        return row
+
+    def latest_token_verdict(self, env: str, token: str, *,
+                             valid_at: datetime | None = None) -> TokenVerdictRow | None:
+        """The newest verdict for ``token``; with ``valid_at``, only one not yet expired."""
+        statement = select(TokenVerdictRow).where(
+            TokenVerdictRow.env == checks.env(env),
+            TokenVerdictRow.token == checks.address(token, "token"))
+        if valid_at is not None:
+            statement = statement.where(
+                col(TokenVerdictRow.expires_at) > checks.aware(valid_at, "valid_at"))
+        statement = statement.order_by(col(TokenVerdictRow.id).desc()).limit(1)
+        with self.session(write=False) as session:
+            return session.exec(statement).first()
+
+    def quarantine_token(
+        self,
+        *,
+        env: str,
+        token: str,
+        symbol: str,
+        source: str,
+        reason: str,
+        actor: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> TokenQuarantineRow:
+        """Stop buying ``token`` until an operator clears it. A token already quarantined keeps
+        its first quarantine (the first cause is the one to look at); that row is returned."""
+        row = TokenQuarantineRow(
+            env=checks.env(env), token=checks.address(token, "token"),
+            symbol=checks.name(symbol, "symbol"), source=checks.name(source, "source"),
+            reason=checks.text_field(reason, "reason"), actor=checks.name(actor, "actor"),
+            details=dict(details or {}),
+        )
+        with self.session() as session:
+            active = session.exec(select(TokenQuarantineRow).where(
+                TokenQuarantineRow.env == row.env, TokenQuarantineRow.token == row.token,
+                col(TokenQuarantineRow.cleared_at).is_(None))).first()
+            if active is not None:
+                return active
+            session.add(row)
+        return row
+
+    def active_quarantines(self, env: str) -> list[TokenQuarantineRow]:
+        statement = select(TokenQuarantineRow).where(
+            TokenQuarantineRow.env == checks.env(env),
+            col(TokenQuarantineRow.cleared_at).is_(None)).order_by(col(TokenQuarantineRow.id))
+        with self.session(write=False) as session:
+            return list(session.exec(statement).all())
+
+    def clear_quarantine(self, *, env: str, token: str, actor: str,
+                         reason: str) -> TokenQuarantineRow:
+        """An operator's release of a quarantined token; ``ValueError`` if it is not
+        quarantined. The row keeps who cleared it, when and why."""
+        env_ = checks.env(env)
+        address = checks.address(token, "token")
+        by = checks.name(actor, "actor")
+        why = checks.text_field(reason, "reason")
+        with self.session() as session:
+            active = session.exec(select(TokenQuarantineRow).where(
+                TokenQuarantineRow.env == env_, TokenQuarantineRow.token == address,
+                col(TokenQuarantineRow.cleared_at).is_(None))).first()
+            if active is None:
+                raise ValueError(f"token {address} is not quarantined in {env_}")
+            active.cleared_at = utc_now()
+            active.cleared_by = by
+            active.clear_reason = why
+            session.add(active)
+        return active
 
 
 # -- migrations ------------------------------------------------------------------------

@@ -60,10 +60,37 @@ PoolState = V2State | V3State
 
 
 @dataclass(frozen=True, slots=True)
+class V2Oracle:
+    """A V2 pair's price accumulators as stored: ``price0CumulativeLast`` (token1 per token0,
+    UQ112x112 times seconds, wrapping at 2**256), ``price1CumulativeLast`` and the uint32
+    timestamp of the reserves (``getReserves``' third value) they were last updated at."""
+
+    price0_cumulative_last: int
+    price1_cumulative_last: int
+    block_timestamp_last: int
+
+
+@dataclass(frozen=True, slots=True)
+class V3Oracle:
+    """A V3 pool's ``observe([window_s, 0])``: the tick accumulators ``window_s`` seconds ago
+    and now. Absent when the pool's observations do not reach that far back (``OLD``)."""
+
+    window_s: int
+    tick_cumulatives: tuple[int, int]
+
+
+PoolOracle = V2Oracle | V3Oracle
+
+
+@dataclass(frozen=True, slots=True)
 class PoolSnapshot:
+    """One pool at one block. ``oracle``: its time-weighted price data, when the snapshot was
+    read with a TWAP window and the pool has them (see ``dexpilot.market.reference``)."""
+
     pool: PoolRef
     state: PoolState
     block_number: int
+    oracle: PoolOracle | None = None
 
     def price(self) -> float:
         """Price of token0 in token1, decimals applied (e.g. USDC per WETH for WETH/USDC)."""
@@ -121,6 +148,9 @@ class MarketSnapshot:
     pools: tuple[PoolSnapshot, ...]
     token_balances: dict[tuple[str, str], int] = field(default_factory=dict)
     native_balances: dict[str, int] = field(default_factory=dict)
+    # Token address -> why its balanceOf read failed; such a token has no entry in
+    # ``token_balances`` (the cycle quarantines it, see ``dexpilot.trading.pool_set``).
+    unreadable_tokens: dict[str, str] = field(default_factory=dict)
 
     def pool(self, address: str) -> PoolSnapshot:
         for snap in self.pools:

@@ -13,8 +13,8 @@ cached value is served with its age and ``source="cache"`` if it is younger than
 error: a stale reference price is refused, never used.
 
 Prices are floats in whole units of ``vs_currency`` per whole token (for valuation and checks,
-never amounts); ``prices_in(quote)`` re-expresses them per whole quote token, which is what the
-risk engine's ``RiskContext.reference_prices`` takes.
+never amounts); ``prices_in(quote)`` re-expresses them per whole quote token, which is what
+``dexpilot.market.reference.reference_for`` takes as its ``feed`` source.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class PriceFeed:
 
     def prices_in(self, quote: str, symbols: Iterable[str]) -> dict[str, float]:
         """Whole ``quote`` tokens per whole token (``quote`` itself is 1.0), e.g. for
-        ``RiskContext.reference_prices`` with the quote token USDC."""
+        the reference price's ``feed`` source with the quote token USDC."""
         symbols = list(dict.fromkeys([*symbols, quote]))
         got = self.prices(symbols)
         quote_price = got[quote].price

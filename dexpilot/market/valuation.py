@@ -1,16 +1,14 @@
 """Token prices in the quote token, read off the pools of one snapshot.
 
 ``quote_prices`` takes each token's price from its deepest pool against the quote token (or
-against the hub, usually WETH, times the hub's price): the price a trade would see.
-``reference_prices`` takes the *median* over every pool that prices the token: one pool
-pushed far from the others (a manipulated or broken pool) cannot move it, which is what the
-risk engine's reference-price deviation check needs until an external feed is configured.
-Both are floats in whole quote tokens per whole token: for valuation and checks, never amounts.
+against the hub, usually WETH, times the hub's price): the price a trade would see, to value
+holdings and size orders. Floats in whole quote tokens per whole token, never amounts. It is
+not a reference for the risk engine: every pool, the traded one included, feeds it; the
+reference price a traded pool cannot move is ``dexpilot.market.reference``.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -40,11 +38,6 @@ def _price(snap: PoolSnapshot, token: Token) -> float:
 
 def quote_prices(snapshot: MarketSnapshot, quote: Token, hub: Token) -> dict[str, float]:
     return _prices(snapshot, quote, hub, pick=lambda pairs: max(pairs)[1])
-
-
-def reference_prices(snapshot: MarketSnapshot, quote: Token, hub: Token) -> dict[str, float]:
-    return _prices(snapshot, quote, hub,
-                   pick=lambda pairs: statistics.median(p for _, p in pairs))
 
 
 PricePick = Callable[[list[tuple[int, float]]], float]

@@ -5,7 +5,7 @@ then exposure; any rejection is recorded and never reaches the chain. Here each 
 ``RiskCheck`` with a stable ``name`` (used as the ``rule`` of a stored decision and as a metric
 label) and a ``group`` that fixes where it runs:
 
-``control``      kill_switch
+``control``      kill_switch, quarantine, token_safety
 ``fund``         allowlist, max_trade, daily_volume, working_capital, balance, daily_loss
 ``slippage``     min_out, price_impact, edge
 ``exposure``     token_exposure, total_exposure
@@ -24,6 +24,7 @@ per whole token) may be floats: they value holdings, they are never sent to a co
 from __future__ import annotations
 
 import math
+import statistics
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -33,8 +34,10 @@ from fractions import Fraction
 from typing import ClassVar, TypeAlias
 
 from dexpilot.config import RiskLimits
+from dexpilot.market.reference import PriceReference, ReferenceSource, SourceKind
 from dexpilot.money import Token, format_units
 from dexpilot.risk.kill_switch import KillSwitch
+from dexpilot.risk.token_safety import TokenVerdict
 from dexpilot.strategy.intent import OrderIntent
 
 BPS = 10_000
@@ -172,6 +175,9 @@ class TradeProposal:
     whole ``token_out`` per whole ``token_in``, read from the pool(s) the route trades on
     (``PoolSnapshot.price_of``); without it the reference check uses the route's effective price
     (``expected_out`` / ``amount_in``), which includes fees and impact and is therefore stricter.
+    ``reference``: the prices of ``token_in`` in ``token_out`` from sources independent of the
+    pool(s) the route trades on (``dexpilot.market.reference.reference_for``); ``None``: the
+    context's ``reference_prices`` stand in (the backtest, whose candles are their own source).
     """
 
     intent: OrderIntent
@@ -184,6 +190,7 @@ class TradeProposal:
     gas_limit: int = 0
     gas_price_wei: int | None = None
     pool_price: float | None = None
+    reference: PriceReference | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.intent, OrderIntent):
@@ -203,6 +210,15 @@ class TradeProposal:
             raise ValueError(f"{who}: price_impact_bps must be finite, got {self.price_impact_bps}")
         if self.pool_price is not None:
             _price(self.pool_price, f"{who}: pool_price")
+        if self.reference is not None:
+            if not isinstance(self.reference, PriceReference):
+                raise TypeError(f"{who}: reference must be a PriceReference")
+            priced = (self.reference.base, self.reference.counter)
+            if priced != (self.intent.token_in.symbol, self.intent.token_out.symbol):
+                raise ValueError(
+                    f"{who}: the reference prices {priced[0]} in {priced[1]}, the trade sells "
+                    f"{self.intent.token_in.symbol} for {self.intent.token_out.symbol}"
+                )
         venues = self.venues
         if isinstance(venues, str):
             raise TypeError(f"{who}: venues must be a sequence of venue names, not one string")
@@ -254,8 +270,16 @@ class RiskContext:
     ``traded_today_quote``: today's traded volume, raw quote units. ``realized_pnl_today_quote``:
     today's realized profit (negative: a loss), raw quote units. ``gas_price_wei``: the current
     gas price. ``native_balance_wei``: wallet A's native (gas) balance. ``reference_prices``:
-    an independent feed, whole quote tokens per whole token; a token missing here makes the
-    reference check warn. ``kill_switch``: engaged means every trade is refused.
+    whole quote tokens per whole token from a source the caller vouches for, used only for
+    proposals without their own ``reference`` (the backtest's candles); a token missing here
+    makes the reference check warn. ``kill_switch``: engaged means every trade is refused.
+    ``quarantined``: token symbol -> why it must not be bought (an operator clears it).
+    ``token_verdicts``: token symbol -> the token-safety simulation's verdict for the tokens
+    this cycle buys; ``None`` where no chain is simulated (the backtest replays candles).
+    ``unsettled_out``: token symbol -> what orders approved earlier in the batch may still
+    deliver beyond their ``min_out`` (``expected_out - min_out``): ``balances`` count only the
+    guaranteed output, which is right for what can be spent, but exposure must count all that
+    may arrive (``holding``).
     """
 
     balances: Mapping[str, int]
@@ -266,6 +290,9 @@ class RiskContext:
     native_balance_wei: int
     reference_prices: Mapping[str, float] = field(default_factory=dict)
     kill_switch: KillSwitch = field(default_factory=KillSwitch)
+    quarantined: Mapping[str, str] = field(default_factory=dict)
+    token_verdicts: Mapping[str, TokenVerdict] | None = None
+    unsettled_out: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.balances, Mapping):
@@ -286,24 +313,45 @@ class RiskContext:
         _int(self.native_balance_wei, "context: native_balance_wei")
         if not isinstance(self.kill_switch, KillSwitch):
             raise TypeError("context: kill_switch must be a KillSwitch")
+        if not isinstance(self.quarantined, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in self.quarantined.items()):
+            raise TypeError("context: quarantined must map token symbols to reasons")
+        object.__setattr__(self, "quarantined", dict(self.quarantined))
+        if self.token_verdicts is not None:
+            if not isinstance(self.token_verdicts, Mapping) or not all(
+                    isinstance(v, TokenVerdict) for v in self.token_verdicts.values()):
+                raise TypeError("context: token_verdicts must map token symbols to verdicts")
+            object.__setattr__(self, "token_verdicts", dict(self.token_verdicts))
+        object.__setattr__(self, "unsettled_out", {
+            symbol: _int(raw, f"context: unsettled_out[{symbol!r}]")
+            for symbol, raw in self.unsettled_out.items()})
 
     def balance(self, token: Token) -> int:
         return self.balances.get(token.symbol, 0)
+
+    def holding(self, symbol: str) -> int:
+        """The most wallet A may hold of ``symbol`` once the batch's earlier orders filled."""
+        return self.balances.get(symbol, 0) + self.unsettled_out.get(symbol, 0)
 
     def after(self, proposal: TradeProposal) -> RiskContext:
         """The context once ``proposal`` has traded, counted conservatively.
 
         ``token_in`` loses ``amount_in``; ``token_out`` gains only ``min_out`` (the guaranteed
-        output); today's volume grows by ``amount_in_quote``; the native balance pays the
-        maximum gas cost. Used to check several orders of one cycle one after another.
+        output) in ``balances`` and the rest of ``expected_out`` in ``unsettled_out``; today's
+        volume grows by ``amount_in_quote``; the native balance pays the maximum gas cost. Used
+        to check several orders of one cycle one after another.
         """
         balances = dict(self.balances)
         balances[proposal.token_in.symbol] = max(0, self.balance(proposal.token_in)
                                                  - proposal.amount_in)
         balances[proposal.token_out.symbol] = self.balance(proposal.token_out) + proposal.min_out
+        unsettled = dict(self.unsettled_out)
+        out = proposal.token_out.symbol
+        unsettled[out] = unsettled.get(out, 0) + max(0, proposal.expected_out - proposal.min_out)
         return replace(
             self,
             balances=balances,
+            unsettled_out=unsettled,
             traded_today_quote=self.traded_today_quote + proposal.amount_in_quote,
             native_balance_wei=max(
                 0, self.native_balance_wei - proposal.max_gas_cost_wei(self)
@@ -404,6 +452,57 @@ class KillSwitchCheck(RiskCheck):
         if switch.since is not None:
             details["kill_switch_since"] = switch.since.isoformat()
         return RiskVerdict.reject(f"kill_switch: {switch.describe()}", details)
+
+
+class QuarantineCheck(RiskCheck):
+    """A quarantined token is not bought until an operator clears it (``dexpilot token
+    clear``); selling it, the way out, stays allowed."""
+
+    name = "quarantine"
+    group = CONTROL
+
+    def check(self, proposal: TradeProposal, context: RiskContext) -> RiskVerdict:
+        token = proposal.token_out
+        reason = context.quarantined.get(token.symbol)
+        if reason is None:
+            return RiskVerdict.passed()
+        return RiskVerdict.reject(
+            f"quarantine: {token.symbol} ({token.address}) is quarantined ({reason}); clear it "
+            f"with `dexpilot token clear` once it has been looked at",
+            {"token": token.symbol, "token_address": token.address, "quarantine_reason": reason},
+        )
+
+
+class TokenSafetyCheck(RiskCheck):
+    """The bought token passed the token-safety simulation (``dexpilot.risk.token_safety``
+    states the rules). Without a verdict for it the buy is refused: a token is trusted only
+    after it was simulated. Paths that simulate no chain (``token_verdicts is None``) pass."""
+
+    name = "token_safety"
+    group = CONTROL
+
+    def check(self, proposal: TradeProposal, context: RiskContext) -> RiskVerdict:
+        if context.token_verdicts is None:
+            return RiskVerdict.passed()
+        token = proposal.token_out
+        verdict = context.token_verdicts.get(token.symbol)
+        details: dict[str, Detail] = {"token": token.symbol, "token_address": token.address}
+        if verdict is None:
+            return RiskVerdict.reject(
+                f"token_safety: {token.symbol} ({token.address}) has not been simulated: a "
+                f"token is bought only after a simulated buy, transfer and sell", details)
+        details |= {"verdict_block": verdict.block_number, "verdict_pool": verdict.pool}
+        for what in ("buy_tax_bps", "transfer_tax_bps", "sell_tax_bps"):
+            value = getattr(verdict, what)
+            if value is not None:
+                details[what] = round(float(value), 4)
+        if not verdict.safe:
+            return RiskVerdict.reject(verdict.reason, details)
+        if not verdict.covers(proposal.token_in.address, proposal.amount_in):
+            return RiskVerdict.reject(
+                f"token_safety: {token.symbol} was simulated for buys of up to "
+                f"{verdict.probed_amount_in} raw units of another input, not this one", details)
+        return RiskVerdict.passed(details)
 
 
 class AllowlistCheck(RiskCheck):
@@ -672,7 +771,7 @@ class TokenExposureCheck(RiskCheck):
         token = proposal.token_out
         if same_token(token, self.quote_token):
             return RiskVerdict.passed()
-        after = context.balance(token) + proposal.expected_out
+        after = context.holding(token.symbol) + proposal.expected_out
         limit = self.limits.max_exposure_per_token_quote
         details: dict[str, Detail] = {"token": token.symbol, "holding_after": str(after),
                                       "limit": str(limit)}
@@ -729,10 +828,11 @@ class TotalExposureCheck(RiskCheck):
     def check(self, proposal: TradeProposal, context: RiskContext) -> RiskVerdict:
         t_in, t_out = proposal.token_in, proposal.token_out
         tokens = {**self.tokens, t_in.symbol: t_in, t_out.symbol: t_out}
-        before_balances = dict(context.balances)
+        before_balances = {s: context.holding(s)
+                           for s in {*context.balances, *context.unsettled_out}}
         after_balances = dict(before_balances)
-        after_balances[t_in.symbol] = max(0, context.balance(t_in) - proposal.amount_in)
-        after_balances[t_out.symbol] = context.balance(t_out) + proposal.expected_out
+        after_balances[t_in.symbol] = max(0, context.holding(t_in.symbol) - proposal.amount_in)
+        after_balances[t_out.symbol] = context.holding(t_out.symbol) + proposal.expected_out
         after, unvalued = self._total(context, after_balances, tokens)
         limit = self.limits.max_total_exposure_quote
         details: dict[str, Detail] = {"exposure_after_quote": str(after), "limit": str(limit)}
@@ -810,8 +910,16 @@ class GasBalanceCheck(RiskCheck):
 
 
 class ReferencePriceCheck(RiskCheck):
-    """The pool's price must lie within ``max_reference_deviation_bps`` of the reference feed;
-    a pool far from it is manipulated or stale. A missing reference price warns."""
+    """The traded price must lie within ``max_reference_deviation_bps`` of a reference the
+    traded pool cannot move; a pool far from it is manipulated or stale.
+
+    With ``proposal.reference`` (the trading cycle always sets it): the reference is the
+    external feed where it answered, else the median of the on-chain sources independent of
+    the traded pools (``dexpilot.market.reference`` says what counts as one). Fewer than
+    ``min_reference_sources`` of those and no feed: refused, ``no independent reference``.
+    Without it, the context's ``reference_prices`` (per token, from a source the caller
+    vouches for: the backtest's own candles) are compared, and a missing one warns.
+    """
 
     name = "reference_price"
     group = OPERATIONAL
@@ -830,6 +938,8 @@ class ReferencePriceCheck(RiskCheck):
         )
         limit = self.limits.max_reference_deviation_bps
         details: dict[str, Detail] = {"price": price, "price_source": source, "limit_bps": limit}
+        if proposal.reference is not None:
+            return self._independent(proposal, proposal.reference, price, source, details)
         ref_in, ref_out = self._reference(context, t_in), self._reference(context, t_out)
         missing = [t.symbol for t, r in ((t_in, ref_in), (t_out, ref_out)) if r is None]
         if ref_in is None or ref_out is None:
@@ -851,6 +961,43 @@ class ReferencePriceCheck(RiskCheck):
             )
         return RiskVerdict.passed(details)
 
+    def _independent(self, proposal: TradeProposal, ref: PriceReference, price: float,
+                     source: str, details: dict[str, Detail]) -> RiskVerdict:
+        pair = f"{proposal.token_out.symbol} per {proposal.token_in.symbol}"
+        where = (f"pool {', '.join(ref.pools)}" if len(ref.pools) == 1
+                 else f"pools {', '.join(ref.pools)}" if ref.pools
+                 else f"the route on {', '.join(proposal.venues)}")
+        found = "; ".join(s.label for s in ref.sources) or "none"
+        details |= {"reference_pools": ",".join(ref.pools), "reference_sources_found": found}
+        feed = ref.of(SourceKind.FEED)
+        used: tuple[ReferenceSource, ...] = feed[:1] if feed else ref.on_chain()
+        needed = self.limits.min_reference_sources
+        if not feed and len(used) < needed:
+            details |= {"reference_source_count": len(used), "min_reference_sources": needed}
+            return RiskVerdict.reject(
+                f"reference_price: no independent reference for {where}: found {len(used)} "
+                f"source(s) the traded pool cannot move ({found}), min_reference_sources is "
+                f"{needed} and no reference feed answered; the {source} price {price:.6g} "
+                f"{pair} was not traded on",
+                details,
+            )
+        reference = statistics.median(s.price for s in used)
+        deviation = abs(price / reference - 1.0) * BPS
+        how = "the reference feed" if feed else f"median of {len(used)} on-chain source(s)"
+        details |= {"reference": reference, "deviation_bps": round(deviation, 4),
+                    "reference_sources": "; ".join(s.label for s in used),
+                    "reference_source_count": len(used)}
+        limit = self.limits.max_reference_deviation_bps
+        if deviation > limit:
+            return RiskVerdict.reject(
+                f"reference_price: the {source} price {price:.6g} {pair} on {where} is "
+                f"{deviation:.0f} bps from the reference {reference:.6g} ({how}: "
+                f"{'; '.join(s.label for s in used)}), above max_reference_deviation_bps "
+                f"{limit} (a manipulated or stale pool?)",
+                details,
+            )
+        return RiskVerdict.passed(details)
+
 
 def default_checks(
     limits: RiskLimits,
@@ -862,6 +1009,8 @@ def default_checks(
     """Every check, in the order the engine runs them."""
     return [
         KillSwitchCheck(limits, quote_token),
+        QuarantineCheck(limits, quote_token),
+        TokenSafetyCheck(limits, quote_token),
         AllowlistCheck(limits, quote_token, tokens),
         MaxTradeCheck(limits, quote_token),
         DailyVolumeCheck(limits, quote_token),

@@ -241,16 +241,26 @@ class RiskEngine:
         Orders sharing an intent ``group_id`` (the legs of one arbitrage) are all or nothing:
         if one leg is rejected, every leg of the group is rejected (rule ``order_group``) and
         the group leaves the context unchanged. Decisions come back in the proposals' order.
+
+        The legs of a group must be adjacent: the batch is decided in the order it will be
+        executed, and a group decided as one unit cannot have other orders run between its
+        legs (a sale approved on the strength of a later leg's output would fail on chain).
         """
         ids = [p.client_order_id for p in proposals]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"duplicate client_order_id in one batch: {', '.join(duplicates)}")
         units: dict[str, list[TradeProposal]] = {}
+        previous: str | None = None
         for p in proposals:
             group_id = p.intent.group_id
             key = f"group:{group_id}" if group_id else f"order:{p.client_order_id}"
+            if key in units and key != previous:
+                raise ValueError(
+                    f"the legs of order group {group_id} are not adjacent in the batch "
+                    f"(at {p.client_order_id}): other orders would execute between them")
             units.setdefault(key, []).append(p)
+            previous = key
         decided: dict[str, RiskDecision] = {}
         current = context
         for legs in units.values():

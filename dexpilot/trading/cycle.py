@@ -20,6 +20,7 @@ from sqlmodel import select
 from dexpilot.analysis.signal import Side, Signal
 from dexpilot.analysis.spread_model import MODEL as SPREAD_MODEL
 from dexpilot.analysis.spread_model import spread_signals
+from dexpilot.chain.config_audit import audit_config
 from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.config import AppConfig
@@ -35,19 +36,19 @@ from dexpilot.execution.fees import suggest_fees
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import (
     ErrorKind,
-    FillRow,
     Ledger,
-    OrderRow,
     OrderStatus,
     SignalRow,
     TradeMode,
+    pnl,
 )
-from dexpilot.market.pools import MarketSnapshot
+from dexpilot.market.pools import MarketSnapshot, PoolRef
 from dexpilot.market.price_feed import PriceFeed
-from dexpilot.market.valuation import quote_prices, reference_prices
+from dexpilot.market.reference import PriceReference, V2TwapHistory, reference_for
+from dexpilot.market.valuation import quote_prices
 from dexpilot.money import Token
 from dexpilot.risk import RiskContext, RiskDecision, RiskEngine, TradeProposal, min_amount_out
-from dexpilot.risk.checks import quote_value
+from dexpilot.risk.token_safety import TokenVerdict
 from dexpilot.routing.router import Route, Router
 from dexpilot.state import BotStateMachine, LedgerTransitionStore
 from dexpilot.strategy.arbitrage import CrossVenueArbitrage
@@ -55,9 +56,10 @@ from dexpilot.strategy.base import Strategy, StrategyContext
 from dexpilot.strategy.intent import OrderIntent
 from dexpilot.strategy.statistical import StatisticalStrategy
 from dexpilot.trading.failover import with_failover
-from dexpilot.trading.proposal import proposal_for
+from dexpilot.trading.pool_set import PoolSet, apply_audit, quarantine_unreadable
+from dexpilot.trading.proposal import proposal_for, traded_pools
+from dexpilot.trading.token_safety import TokenSafetyGate
 from dexpilot.venues.base import Venue
-from dexpilot.venues.registry import venues_from_config
 
 log = logging.getLogger(__name__)
 DEADLINE_S = 120  # swaps revert if not mined within this long after the latest block
@@ -80,6 +82,15 @@ class TradingRuntime:
     quote: Token
     hub: Token
     reference_feed: PriceFeed | None = None
+    token_safety: TokenSafetyGate | None = None
+    # The V2 pairs' earlier accumulator values: their TWAPs are measured against these.
+    reference_history: V2TwapHistory = field(default_factory=V2TwapHistory)
+    # The pools the start-up config audit let through; ``active_pools`` narrows them further.
+    pool_set: PoolSet | None = None
+
+    def __post_init__(self) -> None:
+        if self.token_safety is None:
+            self.token_safety = TokenSafetyGate(self.config, self.client, self.ledger)
 
     @classmethod
     def build(cls, config: AppConfig, signer: HotWallet | None, *,
@@ -94,17 +105,22 @@ class TradingRuntime:
         client = RpcClient(config.chain.rpc_urls, timeout=config.chain.rpc_timeout_s)
         try:
             with_failover(client, lambda: client.verify_chain_id(config.chain.chain_id))
+            # Config the chain contradicts: bad tokens are quarantined alone, bad pools and
+            # venues left out; a wrong multicall or no usable venue raises SystemFault here.
+            audit = with_failover(client, lambda: audit_config(config, client))
+            usable = apply_audit(config, audit, ledger,
+                                 extra_venues=[v.name for v in extra_venues])
         except SystemFault as exc:
-            # Wrong chain: the bot must not trade until an operator has looked.
+            # Wrong chain (or config): the bot must not trade until an operator has looked.
             state.start()
             state.fault(str(exc))
             ledger.record_error(config.env, ErrorKind.SYSTEM, "startup", str(exc))
             client.close()
             ledger.dispose()
             raise
-        venues = venues_from_config(config, client)
-        for venue in extra_venues:
-            venues[venue.name] = venue
+        pool_set = PoolSet(config, client, ledger, usable, extra_venues)
+        _, built = pool_set.refresh()
+        venues = built or {}
         hub = config.token(config.chain.weth)
         strategy = strategy_for(config)
         return cls(
@@ -116,11 +132,25 @@ class TradingRuntime:
             executor=Executor(env=config.env, client=client, ledger=ledger,
                               address=config.wallets.hot, chain_id=config.chain.chain_id,
                               mode=mode, signer=signer,
+                              token_symbols={t.address: t.symbol for t in config.tokens},
                               settings=replace(executor_settings or ExecutorSettings(),
                                                max_fee_per_gas_cap=config.risk.max_gas_price_wei)),
             reference_feed=reference_feed_for(config), state=state,
-            quote=config.token(config.strategy.quote_token), hub=hub,
+            quote=config.token(config.strategy.quote_token), hub=hub, pool_set=pool_set,
         )
+
+    def active_pools(self) -> list[PoolRef]:
+        """The pools this runtime reads and trades now: the ones the start-up audit let
+        through minus every pool of a token quarantined now (``Ledger.active_quarantines``).
+        The venues, and so the router, are kept on the same pools, so no intent is planned or
+        routed on a quarantined token's pool."""
+        if self.pool_set is None:
+            return self.config.pool_refs()
+        pools, venues = self.pool_set.refresh()
+        if venues is not None:
+            self.venues = venues
+            self.router = Router(venues, native=self.hub)
+        return pools
 
     def close(self) -> None:
         if self.reference_feed is not None:
@@ -158,9 +188,20 @@ def reconcile(rt: TradingRuntime) -> list[ExecutionResult]:
 
 
 def read_snapshot(rt: TradingRuntime) -> MarketSnapshot:
+    """Pools (with their TWAP data), balances and the block in one round trip; each snapshot
+    is kept as a V2 TWAP observation, whether or not this cycle trades."""
     tokens = [t.token() for t in rt.config.tokens]
-    return with_failover(rt.client, lambda: rt.reader.snapshot(
-        rt.config.pool_refs(), tokens, [rt.config.wallets.hot]))
+    window = rt.config.risk.reference_twap_window_s
+    pools = rt.active_pools()
+    snapshot = with_failover(rt.client, lambda: rt.reader.snapshot(
+        pools, tokens, [rt.config.wallets.hot], twap_window_s=window))
+    if snapshot.unreadable_tokens:
+        # A token whose balance cannot be read is quarantined alone, its pools dropped from
+        # this snapshot and (through active_pools) from the router; the others trade on.
+        snapshot = quarantine_unreadable(rt.config, rt.ledger, snapshot)
+        rt.active_pools()
+    rt.reference_history.record(snapshot, window)
+    return snapshot
 
 
 def generate_signals(rt: TradingRuntime, snapshot: MarketSnapshot) -> list[Signal]:
@@ -244,10 +285,28 @@ def route_orders(rt: TradingRuntime, intents: Sequence[OrderIntent], snapshot: M
     return routed
 
 
+def check_tokens(rt: TradingRuntime, routed: Sequence[RoutedOrder],
+                 snapshot: MarketSnapshot) -> dict[str, TokenVerdict]:
+    """The token-safety verdict of every token the routed orders buy (simulated where no
+    valid verdict is stored)."""
+    assert rt.token_safety is not None
+    buys = [(o.intent, o.route) for o in routed if o.route is not None]
+    return rt.token_safety.verdicts(buys, snapshot)
+
+
+def quarantined_tokens(rt: TradingRuntime) -> dict[str, str]:
+    """Token symbol -> why it is quarantined (tokens not in the config are left out)."""
+    symbols = {t.address: t.symbol for t in rt.config.tokens}
+    return {symbols[row.token]: f"{row.source}: {row.reason}"
+            for row in rt.ledger.active_quarantines(rt.config.env) if row.token in symbols}
+
+
 def check_risk(rt: TradingRuntime, routed: Sequence[RoutedOrder], snapshot: MarketSnapshot,
-               gas_price_wei: int) -> list[RoutedOrder]:
+               gas_price_wei: int,
+               token_verdicts: dict[str, TokenVerdict] | None = None) -> list[RoutedOrder]:
     prices = quote_prices(snapshot, rt.quote, rt.hub)
     slippage = rt.config.risk.max_slippage_bps
+    feed = reference_feed_prices(rt) if any(o.route is not None for o in routed) else {}
     proposals = []
     for order in routed:
         if order.route is None:
@@ -255,15 +314,17 @@ def check_risk(rt: TradingRuntime, routed: Sequence[RoutedOrder], snapshot: Mark
                                            rule="route", reason=order.error or "no route")
             continue
         order.proposal = proposal_for(order.intent, order.route, prices, rt.quote, slippage,
-                                      gas_price_wei, snapshot)
+                                      gas_price_wei, snapshot,
+                                      reference=order_reference(rt, order, snapshot, feed))
         proposals.append(order)
     context = RiskContext(
         balances=balances_by_symbol(rt, snapshot), prices=prices,
         traded_today_quote=traded_today_quote(rt, prices),
-        realized_pnl_today_quote=0,
+        realized_pnl_today_quote=realized_pnl_today_quote(rt, prices, gas_price_wei),
         gas_price_wei=gas_price_wei,
         native_balance_wei=snapshot.native_balances.get(rt.config.wallets.hot, 0),
-        reference_prices=reference_prices_for(rt, snapshot),
+        quarantined=quarantined_tokens(rt),
+        token_verdicts=token_verdicts if token_verdicts is not None else {},
     )
     decisions = rt.risk.evaluate_batch([o.proposal for o in proposals if o.proposal], context)
     for order, decision in zip(proposals, decisions, strict=True):
@@ -281,39 +342,52 @@ def reference_feed_for(config: AppConfig) -> PriceFeed | None:
                      max_age_s=feed.max_age_s, api_key=api_key)
 
 
-def reference_prices_for(rt: TradingRuntime, snapshot: MarketSnapshot) -> dict[str, float]:
-    """The external feed where one is configured, else the median over the pools.
+def reference_feed_prices(rt: TradingRuntime) -> dict[str, float]:
+    """The external feed's prices (whole quote tokens per whole token), or none.
 
-    A feed that fails or has gone stale is not trusted: the pools' median stands in, and the
-    fallback is logged, so a broken feed neither stops trading nor lets a lone manipulated
-    pool through (the median ignores it).
+    A feed that fails or has gone stale is not trusted: the on-chain sources independent of
+    each traded pool stand in (``dexpilot.market.reference``), and the fallback is logged, so
+    a broken feed neither stops trading nor lets a manipulated pool through.
     """
-    if rt.reference_feed is not None:
-        try:
-            return rt.reference_feed.prices_in(rt.quote.symbol,
-                                               [t.symbol for t in rt.config.tokens])
-        except (NetworkError, ApiError) as exc:
-            log.warning("reference feed unusable (%s); using the median over the pools", exc)
-    return reference_prices(snapshot, rt.quote, rt.hub)
+    if rt.reference_feed is None:
+        return {}
+    try:
+        return rt.reference_feed.prices_in(rt.quote.symbol, [t.symbol for t in rt.config.tokens])
+    except (NetworkError, ApiError) as exc:
+        log.warning("reference feed unusable (%s); using on-chain references", exc)
+        return {}
+
+
+def order_reference(rt: TradingRuntime, order: RoutedOrder, snapshot: MarketSnapshot,
+                    feed: dict[str, float]) -> PriceReference | None:
+    """The reference for the routed order's price, from sources none of its pools can move."""
+    if order.route is None:
+        return None
+    return reference_for(
+        snapshot, order.intent.token_in, order.intent.token_out,
+        traded_pools(order.intent, order.route), window_s=rt.config.risk.reference_twap_window_s,
+        history=rt.reference_history, feed=feed, hubs=(rt.hub, rt.quote))
 
 
 def traded_today_quote(rt: TradingRuntime, prices: dict[str, float]) -> int:
     """Today's (UTC) traded volume of wallet A: every fill's input, valued in the quote token."""
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    tokens = {t.address: t.token() for t in rt.config.tokens}
-    total = 0
-    with rt.ledger.session(write=False) as session:
-        rows = session.exec(
-            select(FillRow.token_in, FillRow.amount_in)
-            .join(OrderRow, FillRow.order_id == OrderRow.id)  # type: ignore[arg-type]
-            .where(OrderRow.wallet == rt.config.wallets.hot, OrderRow.env == rt.config.env,
-                   FillRow.filled_at >= start)
-        ).all()
-    for token_address, amount in rows:
-        token = tokens.get(token_address)
-        if token is not None:
-            total += quote_value(amount, token, prices.get(token.symbol, 0.0), rt.quote)
-    return total
+    return pnl.traded_today_quote(
+        rt.ledger, env=rt.config.env, wallet=rt.config.wallets.hot, mode=rt.executor.mode,
+        tokens=[t.token() for t in rt.config.tokens], prices=prices, quote=rt.quote)
+
+
+def realized_pnl_today_quote(rt: TradingRuntime, prices: dict[str, float],
+                             gas_price_wei: int) -> int:
+    """Today's (UTC) realized PnL of wallet A at this cycle's prices, gas included: the daily
+    loss limit's input (``dexpilot.ledger.pnl`` defines it, for the backtest too)."""
+    today = pnl.realized_pnl_today(
+        rt.ledger, env=rt.config.env, wallet=rt.config.wallets.hot, mode=rt.executor.mode,
+        tokens=[t.token() for t in rt.config.tokens], prices=prices, quote=rt.quote,
+        native=rt.hub, paper_gas_price_wei=gas_price_wei)
+    if today.unpriced:
+        log.warning("realized PnL today: no price for %s, counted as 0",
+                    ", ".join(today.unpriced))
+    return today.realized_quote
 
 
 def execute_approved(rt: TradingRuntime, routed: Sequence[RoutedOrder],
@@ -336,7 +410,7 @@ def execute_approved(rt: TradingRuntime, routed: Sequence[RoutedOrder],
             )
             plan = LegPlan(leg_intent, rt.venues[leg.venue], leg.quote,
                            min_amount_out(leg.amount_out, rt.config.risk.max_slippage_bps),
-                           deadline)
+                           deadline, max_fee_per_gas=approved_gas_price(order))
             try:
                 result = rt.executor.execute(plan)
             except NetworkError as exc:
@@ -345,10 +419,19 @@ def execute_approved(rt: TradingRuntime, routed: Sequence[RoutedOrder],
                 results.append(ExecutionResult(leg_id, OrderStatus.SUBMITTED, error=str(exc)))
                 return results
             results.append(result)
+            if result.status is OrderStatus.FAILED and rt.token_safety is not None and (
+                    (result.error or "").startswith("simulation")):
+                rt.token_safety.forget(intent.token_in)
+                rt.token_safety.forget(intent.token_out)
             if not result.filled and intent.group_id:
                 failed_groups.add(intent.group_id)
                 break
     return results
+
+
+def approved_gas_price(order: RoutedOrder) -> int | None:
+    """The max fee per gas risk approved the order at: its first send offers no more."""
+    return order.proposal.gas_price_wei if order.proposal is not None else None
 
 
 StepRunner = Callable[..., Any]
@@ -400,7 +483,9 @@ def _run_steps(rt: TradingRuntime, report: CycleReport, run_step: StepRunner) ->
     if not intents:
         return
     routed = step("route", route_orders, rt, intents, snapshot, gas_price)
-    checked: list[RoutedOrder] = step("risk", check_risk, rt, routed, snapshot, gas_price)
+    verdicts = step("token_safety", check_tokens, rt, routed, snapshot)
+    checked: list[RoutedOrder] = step("risk", check_risk, rt, routed, snapshot, gas_price,
+                                      verdicts)
     for order in checked:
         if order.decision is not None and order.decision.approved:
             report.approved += 1

@@ -1,5 +1,6 @@
 // Compile a Solidity file offline with the pinned npm `solc` (no compiler download).
-// Usage: node compile.js <file.sol> <ContractName>  -> prints {"abi": [...], "bytecode": "0x..."}
+// Usage: node compile.js <file.sol> <ContractName>
+//   -> prints {"abi": [...], "bytecode": "0x...", "deployedBytecode": "0x..."}
 const fs = require("fs");
 const path = require("path");
 const solc = require("solc");
@@ -11,7 +12,7 @@ const input = {
   settings: {
     optimizer: { enabled: true, runs: 200 },
     evmVersion: "paris",
-    outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } },
+    outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
   },
 };
 const output = JSON.parse(solc.compile(JSON.stringify(input)));
@@ -21,4 +22,8 @@ if (errors.length) {
   process.exit(1);
 }
 const contract = output.contracts[path.basename(file)][name];
-process.stdout.write(JSON.stringify({ abi: contract.abi, bytecode: "0x" + contract.evm.bytecode.object }));
+process.stdout.write(JSON.stringify({
+  abi: contract.abi,
+  bytecode: "0x" + contract.evm.bytecode.object,
+  deployedBytecode: "0x" + contract.evm.deployedBytecode.object,
+}));
