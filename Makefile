@@ -18,7 +18,10 @@ TEST_DEBS := postgresql prometheus prometheus-pushgateway prometheus-alertmanage
 # The demo keeps its Prefect state (local server database, blocks) beside the dev chain;
 # MONITORING=1 also starts Prometheus, Pushgateway and Alertmanager on loopback.
 run: setup .env
+	@mkdir -p .devnet
+	@echo "the JSON log of this run goes to .devnet/demo.log"
 	PREFECT_HOME=$(CURDIR)/.devnet/prefect PREFECT_LOGGING_LEVEL=WARNING \
+	  DEXPILOT_LOG_FILE=$(CURDIR)/.devnet/demo.log \
 	  PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180 \
 	  $(BIN)/dexpilot demo --cycles $(or $(CYCLES),10) $(if $(MONITORING),--monitoring)
 

@@ -14,12 +14,16 @@ handlers (Prefect's API and console handlers) format records their own way, so
 ``setup_logging`` also puts ``MaskSecrets`` on every handler of the ``dexpilot`` and root
 loggers: it masks the record itself (message, ``extra=`` fields, traceback) before any of them
 sees it.
+
+``DEXPILOT_LOG_FILE`` (set by ``make run``) sends the JSON lines to that file instead of a
+terminal stream, so an interactive command shows its own output, not the log.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 from datetime import UTC, datetime
@@ -150,12 +154,23 @@ def setup_logging(env: str | None = None, *, stream: IO[str] | str | None = None
     previous = [h for h in target.handlers if h.get_name() == HANDLER_NAME]
     for old in previous:
         target.removeHandler(old)
+    log_file = os.environ.get("DEXPILOT_LOG_FILE")
+    if log_file and (stream is None or isinstance(stream, str)):
+        for old in previous:
+            old.close()
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        return _install(target, file_handler, env, level, logger)
     if stream is None:
         kept = previous[-1] if previous else None
         stream = kept.sys_stream if isinstance(kept, _StdStream) else (
             kept.stream if isinstance(kept, logging.StreamHandler) else "stdout")
     handler: logging.StreamHandler = (  # type: ignore[type-arg]
         _StdStream(stream) if isinstance(stream, str) else logging.StreamHandler(stream))
+    return _install(target, handler, env, level, logger)
+
+
+def _install(target: logging.Logger, handler: logging.Handler, env: str | None,
+             level: int | str, logger: str) -> logging.Handler:
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(JsonFormatter(env))
     target.addHandler(handler)

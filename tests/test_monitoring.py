@@ -316,6 +316,28 @@ def test_registered_secrets_are_masked_in_every_field() -> None:
     assert mask("nothing secret") == "nothing secret"
 
 
+def test_the_log_file_setting_sends_json_lines_to_the_file_not_the_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make run`` sets DEXPILOT_LOG_FILE: the CLI's stderr choice and a flow run's
+    re-install both write to the file, masked, and nothing reaches the terminal."""
+    path = tmp_path / "demo.log"
+    monkeypatch.setenv("DEXPILOT_LOG_FILE", str(path))
+    register_secret(ANVIL_KEY_1)
+    name = "dexpilot.tests.logfile"
+    setup_logging(stream="stderr", logger=name)
+    handler = setup_logging("dev", logger=name)  # the flow-run hook, after the CLI's call
+    try:
+        logging.getLogger(name).warning("signed with %s", ANVIL_KEY_1)
+    finally:
+        logging.getLogger(name).removeHandler(handler)
+        handler.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["env"] == "dev"
+    assert KEY_HEX not in lines[0].lower() and "***" in lines[0]
+    assert "signed with" not in capsys.readouterr().err
+
+
 # -- the errors view ---------------------------------------------------------------------------
 def test_errors_view_counts_by_kind_over_time_and_the_metric_matches(tmp_path: Path) -> None:
     ledger = Ledger(f"sqlite:///{tmp_path / 'errors.db'}")
