@@ -30,8 +30,8 @@ from dexpilot.market.valuation import quote_prices
 from dexpilot.money import Token
 from dexpilot.risk.checks import quote_value
 from dexpilot.trading.cycle import TradingRuntime, run_cycle
-from tests.fixtures.chain import ANVIL_KEY_1
-from tests.test_trading_cycle import _balances
+from tests.fixtures.chain import ANVIL_KEY_1, pending_nonce
+from tests.fixtures.chain import wallet_balances as _balances
 
 USDC = Token("USDC", "0x" + "1" * 40, 6)
 WETH = Token("WETH", "0x" + "2" * 40, 18)
@@ -155,10 +155,6 @@ def _wallet_value(chain: RpcClient, devnet: DevnetManifest, rt: TradingRuntime,
     return total + quote_value(balances["ETH"], rt.hub, prices[rt.hub.symbol], rt.quote)
 
 
-def _nonce(chain: RpcClient, wallet: str) -> int:
-    return int(chain.request("eth_getTransactionCount", [wallet, "pending"]), 16)
-
-
 @pytest.mark.chain
 def test_a_live_session_that_loses_money_stops_at_the_daily_loss_limit(
     test_env: AppConfig, chain: RpcClient, devnet: DevnetManifest
@@ -198,13 +194,13 @@ def test_a_live_session_that_loses_money_stops_at_the_daily_loss_limit(
         # Cycle 2: the model now says sell, more strongly than it said buy; the order is
         # refused by the daily loss limit and nothing reaches the chain.
         rt.ledger.record_signals([_signal("sell", 120.0)])
-        nonce = _nonce(chain, rt.config.wallets.hot)
+        nonce = pending_nonce(chain, rt.config.wallets.hot)
         before = _balances(chain, devnet)
         stopped = run_cycle(rt, "loss-2")
         assert stopped.intents >= 1, stopped
         assert stopped.executions == [] and stopped.approved == 0, stopped
         assert set(stopped.rejected) == {"daily_loss"}, stopped.rejected
-        assert _nonce(chain, rt.config.wallets.hot) == nonce, "a transaction was sent"
+        assert pending_nonce(chain, rt.config.wallets.hot) == nonce, "a transaction was sent"
         assert _balances(chain, devnet) == before
         with rt.ledger.session(write=False) as session:
             decisions = session.exec(select(RiskDecisionRow).where(

@@ -4,7 +4,7 @@ trading cycle, with the chain's base fee raised between the risk check and the s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,22 +14,10 @@ from dexpilot.chain.manifest import DevnetManifest
 from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.chain.simulator import MarketSimulator
-from dexpilot.config import AppConfig
-from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import OrderStatus, TransactionRow
 from dexpilot.trading.cycle import TradingRuntime, call_directly, run_cycle
-from tests.fixtures.chain import ANVIL_KEY_1
 
 pytestmark = pytest.mark.chain
-
-
-@pytest.fixture
-def runtime(test_env: AppConfig) -> Iterator[TradingRuntime]:
-    rt = TradingRuntime.build(test_env, HotWallet(ANVIL_KEY_1))
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 def _push_sushiswap(chain: RpcClient, devnet: DevnetManifest) -> None:

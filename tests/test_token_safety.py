@@ -16,7 +16,6 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from dexpilot.chain.manifest import DevnetManifest
-from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.chain.token_probe import ProbeReport, ProbeRequest, ProbeRoute
 from dexpilot.config import AppConfig, ReferenceFeedConfig
@@ -38,7 +37,7 @@ from dexpilot.risk.token_safety import judge
 from dexpilot.trading.cycle import TradingRuntime, run_cycle
 from dexpilot_cli.main import app
 from tests.fakes.price_feed_server import FakePriceFeed
-from tests.fixtures.chain import ANVIL_KEY_1
+from tests.fixtures.chain import ANVIL_KEY_1, pending_nonce, wallet_balances
 from tests.fixtures.hostile import USDC_PER_TOKEN, HostileToken, with_tokens
 
 FEED_IDS = {"WETH": "ethereum", "USDC": "usd-coin", "WBTC": "bitcoin", "UNI": "uniswap",
@@ -105,18 +104,6 @@ def test_a_tax_within_the_configured_maximum_passes() -> None:
 
 
 # -- through the live cycle, on the dev chain ---------------------------------------------------
-def _nonce(chain: RpcClient, wallet: str) -> int:
-    return int(chain.request("eth_getTransactionCount", [wallet, "pending"]), 16)
-
-
-def _holdings(chain: RpcClient, devnet: DevnetManifest, tokens: list[Token]) -> dict[str, int]:
-    reader = ChainReader(chain, devnet.multicall, expected_chain_id=devnet.chain_id)
-    snap = reader.snapshot([], tokens, [devnet.hot_wallet])
-    out = {t.symbol: snap.balance(devnet.hot_wallet, t) for t in tokens}
-    out["ETH"] = snap.native_balances[devnet.hot_wallet]
-    return out
-
-
 def _signal(side: str) -> SignalRow:
     """A fresh model signal on EVIL/USDC; a sell outranks the earlier buy (a higher edge)."""
     now = datetime.now(UTC)
@@ -194,7 +181,7 @@ def test_a_hostile_token_is_refused_with_its_reason_and_nothing_is_sent(
     rt = session(token)
     rt.ledger.record_signals([_signal("buy")])
     tokens = [t.token() for t in rt.config.tokens]
-    nonce, before = _nonce(chain, devnet.hot_wallet), _holdings(chain, devnet, tokens)
+    nonce, before = pending_nonce(chain, devnet.hot_wallet), wallet_balances(chain, devnet, tokens)
 
     report = run_cycle(rt, "hostile")
 
@@ -202,8 +189,8 @@ def test_a_hostile_token_is_refused_with_its_reason_and_nothing_is_sent(
     assert report.rejected == {"token_safety": 1}, report
     [decision] = [d for d in _rows(rt, RiskDecisionRow) if not d.approved]
     assert decision.rule == "token_safety" and reason in decision.reason, decision.reason
-    assert _nonce(chain, devnet.hot_wallet) == nonce, "nothing may be sent"
-    assert _holdings(chain, devnet, tokens) == before
+    assert pending_nonce(chain, devnet.hot_wallet) == nonce, "nothing may be sent"
+    assert wallet_balances(chain, devnet, tokens) == before
     assert _rows(rt, OrderRow) == [] and _rows(rt, TransactionRow) == []
     [verdict] = _rows(rt, TokenVerdictRow)
     assert (verdict.token, verdict.safe, verdict.pool) == (token.address, False, token.pool)
@@ -214,7 +201,7 @@ def test_a_hostile_token_is_refused_with_its_reason_and_nothing_is_sent(
     probes = rt.token_safety.probes_run
     again = run_cycle(rt, "hostile-again")
     assert again.rejected == {"token_safety": 1} and rt.token_safety.probes_run == probes
-    assert _nonce(chain, devnet.hot_wallet) == nonce
+    assert pending_nonce(chain, devnet.hot_wallet) == nonce
 
 
 @pytest.mark.chain
@@ -228,13 +215,13 @@ def test_a_plain_token_in_a_normal_pool_is_bought_and_sold(
     rt.ledger.record_signals([_signal("buy")])
     bought = run_cycle(rt, "buy")
     assert [e.status for e in bought.executions] == [OrderStatus.FILLED], bought
-    held = _holdings(chain, devnet, [evil])["EVIL"]
+    held = wallet_balances(chain, devnet, [evil])["EVIL"]
     assert held == bought.executions[0].amount_out > 0  # the fill is what arrived
 
     rt.ledger.record_signals([_signal("sell")])
     sold = run_cycle(rt, "sell")
     assert [e.status for e in sold.executions] == [OrderStatus.FILLED], sold
-    assert _holdings(chain, devnet, [evil])["EVIL"] == 0
+    assert wallet_balances(chain, devnet, [evil])["EVIL"] == 0
     verdicts = {v.symbol: v for v in _rows(rt, TokenVerdictRow)}
     assert set(verdicts) == {"EVIL", "USDC"} and all(v.safe for v in verdicts.values())
     assert verdicts["EVIL"].buy_tax_bps == 0 and verdicts["EVIL"].sell_tax_bps == 0
@@ -259,7 +246,7 @@ def test_a_fill_short_of_its_minimum_quarantines_the_token_until_an_operator_cle
     [fill] = _rows(rt, FillRow)
     assert order.status is OrderStatus.SHORT_FILLED
     assert fill.amount_out == result.amount_out < order.min_amount_out
-    assert fill.amount_out == _holdings(chain, devnet, [rt.config.token("EVIL")])["EVIL"]
+    assert fill.amount_out == wallet_balances(chain, devnet, [rt.config.token("EVIL")])["EVIL"]
     assert str(order.min_amount_out) in (order.error or "")
     [quarantine] = _rows(rt, TokenQuarantineRow)
     assert (quarantine.token, quarantine.source, quarantine.actor) == (
@@ -270,12 +257,12 @@ def test_a_fill_short_of_its_minimum_quarantines_the_token_until_an_operator_cle
     assert "short fill" in error.message
 
     # The next session (its strategy starts from today's holdings) wants to buy more.
-    nonce = _nonce(chain, devnet.hot_wallet)
+    nonce = pending_nonce(chain, devnet.hot_wallet)
     rt = session(token, max_token_tax_bps=1000)
     rt.ledger.record_signals([_signal("buy")])
     refused = run_cycle(rt, "after")
     assert refused.rejected.get("quarantine") == 1 and refused.executions == [], refused
-    assert _nonce(chain, devnet.hot_wallet) == nonce
+    assert pending_nonce(chain, devnet.hot_wallet) == nonce
 
     monkeypatch.setenv("USER", "operator-olga")
     cli = CliRunner().invoke(app, ["token", "clear", "EVIL", "--env", "test",
@@ -302,7 +289,7 @@ def test_a_trade_that_fails_its_simulation_sends_nothing_not_even_the_approval(
     rt.ledger.record_signals([_signal("buy")])
     assert [e.status for e in run_cycle(rt, "buy").executions] == [OrderStatus.FILLED]
     token.owner_call("freeze", devnet.hot_wallet)
-    nonce = _nonce(chain, devnet.hot_wallet)
+    nonce = pending_nonce(chain, devnet.hot_wallet)
     spent = len(_rows(rt, TransactionRow))
 
     rt = session(token)  # the next session starts from today's holdings and buys more
@@ -313,7 +300,7 @@ def test_a_trade_that_fails_its_simulation_sends_nothing_not_even_the_approval(
     assert result.status is OrderStatus.FAILED
     assert (result.error or "").startswith("simulation reverted"), result.error
     assert "account frozen" in (result.error or ""), result.error
-    assert _nonce(chain, devnet.hot_wallet) == nonce, "not even the approval was sent"
+    assert pending_nonce(chain, devnet.hot_wallet) == nonce, "not even the approval was sent"
     assert len(_rows(rt, TransactionRow)) == spent
 
     refused = run_cycle(rt, "third")
@@ -321,4 +308,4 @@ def test_a_trade_that_fails_its_simulation_sends_nothing_not_even_the_approval(
     [decision] = [d for d in _rows(rt, RiskDecisionRow)
                   if d.client_order_id.startswith("third") and not d.approved]
     assert "wallet A is frozen by the token EVIL" in decision.reason, decision.reason
-    assert _nonce(chain, devnet.hot_wallet) == nonce
+    assert pending_nonce(chain, devnet.hot_wallet) == nonce

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,16 +19,7 @@ from dexpilot.ledger import FillRow, OrderRow, OrderStatus, RiskDecisionRow, Sig
 from dexpilot.state import BotState
 from dexpilot.trading.cycle import TradingRuntime, run_cycle
 from tests.fakes.price_feed_server import FakePriceFeed
-from tests.fixtures.chain import ANVIL_KEY_1
-
-
-@pytest.fixture
-def runtime(test_env: AppConfig) -> Iterator[TradingRuntime]:
-    rt = TradingRuntime.build(test_env, HotWallet(ANVIL_KEY_1))
-    try:
-        yield rt
-    finally:
-        rt.close()
+from tests.fixtures.chain import ANVIL_KEY_1, wallet_balances
 
 
 def _push(chain: RpcClient, devnet: DevnetManifest, venue: str, pair: str, factor: float) -> None:
@@ -42,12 +32,7 @@ def _push(chain: RpcClient, devnet: DevnetManifest, venue: str, pair: str, facto
 
 
 def _balances(chain: RpcClient, devnet: DevnetManifest) -> dict[str, int]:
-    reader = ChainReader(chain, devnet.multicall, expected_chain_id=devnet.chain_id)
-    tokens = [t.token() for t in devnet.tokens]
-    snap = reader.snapshot([], tokens, [devnet.hot_wallet])
-    out = {t.symbol: snap.balance(devnet.hot_wallet, t) for t in tokens}
-    out["ETH"] = snap.native_balances[devnet.hot_wallet]
-    return out
+    return wallet_balances(chain, devnet)
 
 
 def test_profitable_arbitrage_is_executed_and_ledger_matches_chain(
