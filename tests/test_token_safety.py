@@ -32,6 +32,7 @@ from dexpilot.ledger import (
     TransactionRow,
 )
 from dexpilot.market.pools import PoolKind
+from dexpilot.metrics import Metrics
 from dexpilot.money import Token
 from dexpilot.risk.token_safety import judge
 from dexpilot.trading.cycle import TradingRuntime, run_cycle
@@ -255,6 +256,9 @@ def test_a_fill_short_of_its_minimum_quarantines_the_token_until_an_operator_cle
     assert str(order.min_amount_out) in quarantine.reason
     [error] = [e for e in _rows(rt, ErrorRow) if e.source == "executor"]
     assert "short fill" in error.message
+    metrics = Metrics()  # what DexpilotTokenQuarantined alerts on
+    metrics.observe_ledger(rt)
+    assert metrics.registry.get_sample_value("dexpilot_tokens_quarantined") == 1
 
     # The next session (its strategy starts from today's holdings) wants to buy more.
     nonce = pending_nonce(chain, devnet.hot_wallet)
