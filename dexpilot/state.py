@@ -6,6 +6,13 @@
 Anything else is refused. There is deliberately no TRADING -> ERROR or TRADING -> STOPPED:
 a fault during a trade goes TRADING -> RUNNING -> ERROR (``fault`` takes both seed arrows),
 and an operator who pauses or stops a trading bot waits for its cycle to end.
+
+A process killed mid-trade never takes its TRADING -> RUNNING arrow, and nothing else may
+take it for a live trader. Who may: whoever holds wallet A's lock (``tasks.locks``). Every
+trader goes TRADING only inside that lock and back to RUNNING before letting it go, so a
+TRADING state seen *while holding the lock* was left by a process that died holding it (its
+lease expired). ``recover_orphaned_trade`` records that TRADING -> RUNNING with actor
+``recovery`` and the reason; the next cycle's reconcile settles what the dead process sent.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ ALLOWED: frozenset[tuple[BotState, BotState]] = frozenset({
     (BotState.ERROR, BotState.STOPPED),
     (BotState.RUNNING, BotState.STOPPED),
 })
+
+
+RECOVERY_ACTOR = "recovery"
 
 
 class TransitionRefused(DexpilotError):
@@ -120,6 +130,16 @@ class BotStateMachine:
     def end_trading(self, reason: str = "cycle done") -> None:
         if self.state is BotState.TRADING:
             self.transition(BotState.RUNNING, reason=reason, actor="bot")
+
+    def recover_orphaned_trade(self, reason: str) -> Transition | None:
+        """TRADING -> RUNNING for a trader that died mid-trade; ``None`` if not TRADING.
+
+        Only a holder of wallet A's lock may call this (see the module docstring): it is what
+        proves the process that went TRADING is gone.
+        """
+        if self.state is not BotState.TRADING:
+            return None
+        return self.transition(BotState.RUNNING, reason=reason, actor=RECOVERY_ACTOR)
 
     def fault(self, reason: str, actor: str = "bot") -> None:
         """A system fault: stop trading until an operator resumes.

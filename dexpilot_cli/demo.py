@@ -7,10 +7,14 @@ bounded number of cycles; then a summary of what the bot did.
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import sys
 import threading
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -19,12 +23,15 @@ from dexpilot.chain.manifest import DevnetManifest
 from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.chain.simulator import MarketSimulator, SimulatorParams
-from dexpilot.errors import DexpilotError
+from dexpilot.errors import ApiError, ConfigError, DexpilotError, NetworkError
+from dexpilot.execution.ledger_audit import LedgerChainMismatch
 from dexpilot.market.valuation import quote_prices
 from dexpilot.money import format_units
 from dexpilot.trading.cycle import CycleReport
 from dexpilot.trading.session import CYCLE_LISTENERS
-from dexpilot_cli.devnet import console, print_market
+from dexpilot_cli.devnet import claim_ledger, console, print_market
+
+log = logging.getLogger("dexpilot.demo")  # under the "dexpilot" logger: into the log file
 
 
 def _wallet_value(client: RpcClient, manifest: DevnetManifest,
@@ -49,6 +56,52 @@ def demo(
                                     help="also run Prometheus + Pushgateway on loopback"),
 ) -> None:
     """Dev chain + market simulator + a bounded trading session, then a summary."""
+    # `make run` is a newcomer's first command: whatever fails, it ends in one paragraph that
+    # names the cause and the next command, never in a traceback (that goes to the log file).
+    try:
+        _run(cycles, interval, seed, monitoring)
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        console.print("interrupted; the dev chain keeps running (`dexpilot devnet down` stops it)")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # see above: every failure becomes a message
+        # The traceback only into a log file: on a console it would bury the message.
+        log.error("demo failed: %s", exc, exc_info=bool(os.environ.get("DEXPILOT_LOG_FILE")))
+        console.print(_failure_message(exc), soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _failure_message(exc: Exception) -> str:
+    text = escape(str(exc))  # a message is not markup: "[...]" in it must print as it is
+    log_file = os.environ.get("DEXPILOT_LOG_FILE")
+    details = f" Details are in {log_file}." if log_file else ""
+    restart = "`dexpilot devnet down`, then `make run` (a new dev chain starts a new dev ledger)"
+    if isinstance(exc, LedgerChainMismatch):
+        return f"[red]The dev ledger does not belong to this dev chain.[/] {text}{details}"
+    if isinstance(exc, ConfigError):
+        return (f"[red]The dev settings are not usable:[/] {text} Fix them, check with "
+                f"`dexpilot settings check dev`, then `make run` again.{details}")
+    if isinstance(exc, NetworkError | ApiError):
+        return (f"[red]The dev chain does not answer as it should:[/] {text} Restart it: "
+                f"{restart}.{details}")
+    if isinstance(exc, DexpilotError):
+        # Most faults already name their command (`npm ci`, `dexpilot devnet up`, ...).
+        then = "" if "`" in text else f" Next: {restart}."
+        return f"[red]The demo stopped:[/] {text}{then}{details}"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return (f"[red]A port the demo needs is in use:[/] {text}. Stop what holds it (e.g. an "
+                f"earlier `make run MONITORING=1` still open), then `make run` again.{details}")
+    return (f"[red]The demo failed unexpectedly:[/] {type(exc).__name__}: {text}. Next: "
+            f"{restart}; if it fails again, report it with the log.{details}")
+
+
+def _run(cycles: int, interval: float, seed: int, monitoring: bool) -> None:
+    if os.environ.get("DEXPILOT_LOG_FILE"):
+        # The log goes to a file (`make run`): keep Prefect's console handler (root logger)
+        # from printing tracebacks over the progress bar; the flow runs' logs stay in Prefect.
+        # Read by Prefect when it is imported, just below.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     from flows.trading_session import trading_session
     from settings.blocks import push_settings
 
@@ -59,6 +112,11 @@ def demo(
         manifest, started = devnet.up()
     console.print(f"dev chain {'started' if started else 'already running'} at "
                   f"{manifest.rpc_url} (chain id {manifest.chain_id})")
+    claim_ledger(manifest)
+    state, reason = _bot_state()
+    if state in ("ERROR", "STOPPED"):
+        console.print(_stuck_message(state, reason), soft_wrap=True)
+        raise typer.Exit(1)
     with console.status("Pushing the dev settings to Prefect (local server)..."):
         try:
             pushed = push_settings("dev")
@@ -101,13 +159,24 @@ def demo(
             CYCLE_LISTENERS.remove(on_cycle)
     value_after, _ = _wallet_value(client, manifest, prices)
     _print_summary(summary, value_after - value_before)
-    console.print(f"final state: [bold]{_final_state()}[/]")
+    state, reason = _bot_state()
+    console.print(f"final state: [bold]{state}[/]")
     reader = ChainReader(client, manifest.multicall, expected_chain_id=manifest.chain_id)
     print_market(reader.snapshot(manifest.pool_refs(), [t.token() for t in manifest.tokens],
                                  [manifest.hot_wallet]), manifest)
     if monitoring and sys.stdin.isatty():
         typer.prompt("Prometheus keeps running for a look; press Enter to stop it",
                       default="", show_default=False)
+    if state in ("ERROR", "STOPPED"):
+        console.print(_stuck_message(state, reason), soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _stuck_message(state: str, reason: str) -> str:
+    return (f"[red]The bot is {state}[/] ({escape(reason)}), so it does not trade. See "
+            "`dexpilot state show --env dev`; once the cause is fixed, "
+            "`dexpilot state resume --env dev --reason \"...\"` lets it trade again, or "
+            "`dexpilot devnet down` then `make run` starts over on a new dev chain and ledger.")
 
 
 def _start_monitoring() -> None:
@@ -145,7 +214,8 @@ def _print_summary(summary: dict[str, object], pnl_usdc: float) -> None:
     console.print(table)
 
 
-def _final_state() -> str:
+def _bot_state() -> tuple[str, str]:
+    """The dev bot's state and the reason of its last transition."""
     from dexpilot.ledger import Ledger
     from dexpilot.state import BotStateMachine, LedgerTransitionStore
     from settings.files import load_config
@@ -153,6 +223,9 @@ def _final_state() -> str:
     config = load_config("dev")
     ledger = Ledger(config.ledger.url)
     try:
-        return BotStateMachine(LedgerTransitionStore(ledger), "dev").state.value
+        ledger.upgrade()  # a ledger not created yet is a new bot (INIT), not an error
+        state = BotStateMachine(LedgerTransitionStore(ledger), "dev").state.value
+        transitions = ledger.transitions("dev")
+        return state, transitions[-1].reason if transitions else "no transition yet"
     finally:
         ledger.dispose()

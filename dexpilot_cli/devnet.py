@@ -43,6 +43,28 @@ def up() -> None:
     verb = "started" if started else "already running"
     console.print(f"dev chain {verb}: [bold]{manifest.rpc_url}[/] (chain id {manifest.chain_id})")
     console.print(f"manifest: {devnet.devnet_dir() / 'manifest.json'}")
+    try:
+        claim_ledger(manifest)
+    except DexpilotError as exc:
+        console.print(f"[red]the dev ledger could not be set up:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def claim_ledger(manifest: DevnetManifest) -> None:
+    """Keep the dev ledger on this dev chain instance: a new instance (a restart from the cached
+    state knows none of the old chain's transactions) starts a new ledger; said in one line."""
+    from dexpilot.execution.ledger_audit import claim_dev_ledger
+    from settings.files import load_config
+
+    url = load_config("dev").ledger.url
+    # A manifest written before instances existed: its port is new at every start.
+    instance = manifest.instance or f"{manifest.fingerprint}@{manifest.rpc_url}"
+    with RpcClient([manifest.rpc_url]) as client:
+        archived = claim_dev_ledger(url, client, env="dev", chain_id=manifest.chain_id,
+                                    instance=instance, wallet=manifest.hot_wallet)
+    if archived is not None:
+        console.print(f"new dev chain instance, so a new dev ledger: the previous one is "
+                      f"archived as {archived}", soft_wrap=True)
 
 
 @app.command()

@@ -67,3 +67,26 @@ def current(
     if check and revision != head:
         typer.echo("not at head: run `dexpilot ledger upgrade`", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def archive(
+    env: str = typer.Option(..., "--env", help="environment: dev, test or prod"),
+    reason: str = typer.Option(..., "--reason", help="why (kept in the new ledger)"),
+) -> None:
+    """Move ENV's SQLite ledger aside (ledger-<time>.db beside it) and start a new one.
+
+    For a ledger that belongs to another chain (the start-up check says so): the old file is
+    kept for the audit; the new ledger records who archived it and why. Stop the bot first.
+    """
+    from dexpilot.execution.ledger_audit import archive_ledger
+    from dexpilot_cli.state import cli_actor
+    from settings.files import load_config
+
+    try:
+        config = load_config(env)
+        archived = archive_ledger(config.ledger.url, env=env, chain_id=config.chain.chain_id,
+                                  actor=cli_actor(), reason=reason)
+    except DexpilotError as exc:
+        _fail(exc)
+    typer.echo(f"{env} ledger archived to {archived}; the next start begins a new ledger")

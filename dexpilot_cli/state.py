@@ -2,9 +2,11 @@
 
 The ledger URL comes from the environment's settings files (``settings.files.load_config``), so
 these commands work without the Prefect server. Changes need ``--reason`` and are stored with
-time, reason and actor ``cli:<os user>``. Pausing or stopping a TRADING bot waits (``--wait``
-seconds) for its cycle to end; a bot still in INIT was never started and is not started here.
-Any problem: the message on stderr and exit code 1.
+time, reason and actor ``cli:<os user>``. ``pause`` and ``stop`` work from every state (see
+``dexpilot.control``); for a TRADING bot they wait (``--wait`` seconds) for its cycle to end
+and, when a Prefect server is configured (``PREFECT_API_URL``), for wallet A's lock: holding
+it, a TRADING state left by a killed trader is recovered. Any problem: the message on stderr
+and exit code 1.
 
 The rules live in ``dexpilot.control``, shared with the ``control`` flow.
 """
@@ -24,13 +26,16 @@ from dexpilot.control import (
     ACTOR_MAX_LEN,
     DEFAULT_WAIT_S,
     PAST,
+    ROUTES,
     Action,
+    WalletClaim,
     apply_action,
     recent_transitions,
 )
 from dexpilot.errors import DexpilotError
 from dexpilot.ledger import Ledger, StateTransitionRow
 from dexpilot.state import (
+    RECOVERY_ACTOR,
     BotState,
     BotStateMachine,
     LedgerTransitionStore,
@@ -79,6 +84,20 @@ def _ledger(env: str) -> Ledger:
         _fail(str(exc))
 
 
+def _wallet_claim(env: str) -> WalletClaim | None:
+    """Wallet A's lock, if a Prefect server is configured to ask; without one Prefect would
+    start a throwaway server of its own, which knows no lease of a trader's."""
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        return None
+    from settings.files import load_config
+    from tasks.locks import wallet_lock
+
+    wallet = load_config(env).wallets.hot
+    return lambda timeout_s: wallet_lock(wallet, timeout_s=timeout_s)
+
+
 def _time(row: StateTransitionRow) -> str:
     return row.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -124,19 +143,30 @@ def _change(env: str, action: Action, reason: str, wait: float) -> None:
     try:
         ledger.upgrade()
         machine = BotStateMachine(LedgerTransitionStore(ledger), env)
+        # Only a TRADING bot, or a route through RUNNING, needs the lock, and Prefect costs
+        # seconds to import: ask only then.
+        current = machine.state
+        needs_lock = action != "resume" and (
+            current is BotState.TRADING or len(ROUTES[action].get(current, ())) > 1)
+        claim = _wallet_claim(env) if needs_lock else None
         done = apply_action(machine, action, reason=reason, actor=cli_actor(), wait_s=wait,
-                            on_wait=on_wait)
+                            on_wait=on_wait, claim_wallet=claim)
+        state = machine.state
     except DexpilotError as exc:
         _fail(str(exc))
     finally:
         ledger.dispose()
-    out.print(f"{escape(env)}: {done.from_state.value} -> [bold]{done.to_state.value}[/] "
-              f"({PAST[action]} by {escape(done.actor)}: {escape(done.reason)})")
+    for step in done:
+        verb = PAST[action] if step.actor != RECOVERY_ACTOR else "recovered"
+        out.print(f"{escape(env)}: {step.from_state.value} -> [bold]{step.to_state.value}[/] "
+                  f"({verb} by {escape(step.actor)}: {escape(step.reason)})")
+    if not done:
+        out.print(f"{escape(env)}: the bot is already [bold]{state.value}[/]; nothing changed")
 
 
 @app.command()
 def pause(reason: ReasonOpt, env: EnvOpt = "dev", wait: WaitOpt = DEFAULT_WAIT_S) -> None:
-    """RUNNING -> PAUSED (a TRADING bot finishes its cycle first); a paused bot trades nothing."""
+    """-> PAUSED from any state (a TRADING bot finishes its cycle first); trades nothing."""
     _change(env, "pause", reason, wait)
 
 
@@ -148,5 +178,5 @@ def resume(reason: ReasonOpt, env: EnvOpt = "dev") -> None:
 
 @app.command()
 def stop(reason: ReasonOpt, env: EnvOpt = "dev", wait: WaitOpt = DEFAULT_WAIT_S) -> None:
-    """RUNNING or ERROR -> STOPPED (a TRADING bot finishes its cycle first); final."""
+    """-> STOPPED from any state (a TRADING bot finishes its cycle first); final."""
     _change(env, "stop", reason, wait)

@@ -3,6 +3,11 @@
 A flow run per cycle costs seconds of orchestration; here each cycle is a handful of task
 runs inside one flow run. The session ends when the bot is STOPPED or in ERROR, or after
 ``max_cycles`` / ``max_seconds``; a PAUSED bot keeps the session alive but trades nothing.
+
+Wallet A's lock is taken per cycle, with a lease of two intervals (``tasks.locks``): a session
+killed mid-trade frees the wallet for the next one within about a minute, and that one's first
+cycle, holding the lock, finds the TRADING state the dead one left and recovers it
+(``dexpilot.state``: reconcile, then TRADING -> RUNNING by ``recovery``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ def trading_session(env: str = "dev", max_cycles: int | None = None,
     serve_metrics(config)
     with pushed_metrics(config) as metrics, trading_runtime(config) as runtime:
         while not summary.bound_reached(max_cycles, max_seconds, started):
-            with wallet_lock(config.wallets.hot):
+            with wallet_lock(config.wallets.hot, cycle_interval_s=interval):
                 try:
                     summary.add(observed_cycle(runtime, metrics, run_step=run_step_as_task))
                 finally:

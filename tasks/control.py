@@ -1,6 +1,7 @@
 """Control tasks: apply an operator's pause/resume/stop to the bot state machine, publish its
-recent transitions. The rules (waiting for a trading cycle, never starting a bot in INIT) are
-the same as the CLI's: both call ``dexpilot.control.apply_action``."""
+recent transitions. The rules (pause and stop from every state, waiting for a live trading
+cycle, recovering a dead one's under wallet A's lock) are the same as the CLI's: both call
+``dexpilot.control.apply_action``; here the Prefect server is always there to ask for the lock."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from dexpilot.control import (
 )
 from dexpilot.ledger import Ledger, StateTransitionRow
 from dexpilot.state import BotStateMachine, LedgerTransitionStore
+from tasks.locks import wallet_lock
 
 ARTIFACT_ROWS = 20
 
@@ -38,10 +40,14 @@ def apply_control(config: AppConfig, action: Action | Literal["show"], reason: s
         ledger.upgrade()
         machine = BotStateMachine(LedgerTransitionStore(ledger), config.env)
         if action != "show":
-            done = apply_action(machine, action, reason=reason, actor=prefect_actor(),
-                                wait_s=DEFAULT_WAIT_S)
-            get_run_logger().info("%s: %s -> %s (%s by %s)", config.env, done.from_state.value,
-                                  done.to_state.value, done.reason, done.actor)
+            wallet = config.wallets.hot
+            done = apply_action(
+                machine, action, reason=reason, actor=prefect_actor(), wait_s=DEFAULT_WAIT_S,
+                claim_wallet=lambda timeout_s: wallet_lock(wallet, timeout_s=timeout_s))
+            for step in done:
+                get_run_logger().info("%s: %s -> %s (%s by %s)", config.env,
+                                      step.from_state.value, step.to_state.value, step.reason,
+                                      step.actor)
         return machine.state.value
     finally:
         ledger.dispose()

@@ -59,11 +59,11 @@ COLD = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
 TX_A = "0x" + "ab" * 32
 TX_B = "0x" + "cd" * 32
 BIG_AMOUNTS = [0, 1, 2**63, 2**255 - 1, 2**256 - 1]
-HEAD = "0004"
+HEAD = "0005"
 LEDGER_TABLES = {
     "orders", "fills", "balance_snapshots", "signals", "risk_decisions",
     "state_transitions", "errors", "profit_sweeps", "transactions", "swap_events",
-    "ingest_cursors", "token_verdicts", "token_quarantines",
+    "ingest_cursors", "token_verdicts", "token_quarantines", "chain_instances",
 }
 # anvil's well-known dev keys for WALLET and OTHER_WALLET (public; they hold nothing real).
 KEYS = {

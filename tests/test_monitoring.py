@@ -325,6 +325,8 @@ def test_the_log_file_setting_sends_json_lines_to_the_file_not_the_terminal(
     monkeypatch.setenv("DEXPILOT_LOG_FILE", str(path))
     register_secret(ANVIL_KEY_1)
     name = "dexpilot.tests.logfile"
+    # Only this logger's own handler is under test, not one an earlier test left on "dexpilot".
+    monkeypatch.setattr(logging.getLogger(name), "propagate", False)
     setup_logging(stream="stderr", logger=name)
     handler = setup_logging("dev", logger=name)  # the flow-run hook, after the CLI's call
     try:

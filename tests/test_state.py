@@ -7,6 +7,7 @@ tmp_path) through DEXPILOT_MANIFEST and DEXPILOT_LEDGER_URL; no dev chain is nee
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -118,6 +119,15 @@ def cli(*args: str) -> tuple[int, str, str]:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception  # a traceback the operator would have seen
     return result.exit_code, result.stdout, result.stderr
+
+
+@contextlib.contextmanager
+def no_prefect_server() -> Iterator[None]:
+    """No Prefect API configured, as for an operator without a server (dev)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        yield
 
 
 def current(url: str, env: str = ENV) -> BotState:
@@ -293,23 +303,59 @@ def test_cli_actor_is_the_os_user(test_env: str) -> None:
 
 def test_cli_refused_transition_lists_allowed_targets(test_env: str) -> None:
     led = Ledger(test_env)
-    machine = machine_on(led)
-    machine.start()
-    machine.pause("maintenance", actor="test")
+    machine_on(led).start()
     led.dispose()
-    code, out, err = cli("stop", "--env", ENV, "--reason", "x")
+    code, out, err = cli("resume", "--env", ENV, "--reason", "x")  # already running
     assert code == 1 and out == ""
-    assert "PAUSED -> STOPPED is not allowed" in err and "may go to RUNNING" in err
-    code, _, err = cli("pause", "--env", ENV, "--reason", "x")  # already paused
-    assert code == 1 and "PAUSED -> PAUSED is not allowed" in err
-    assert current(test_env) is S.PAUSED
+    assert "RUNNING -> RUNNING is not allowed" in err and "may go to ERROR, PAUSED" in err
+    assert current(test_env) is S.RUNNING
 
 
-def test_cli_never_starts_a_bot_in_init(test_env: str) -> None:
-    for action in ("pause", "stop", "resume"):
-        code, out, err = cli(action, "--env", ENV, "--reason", "x")
-        assert code == 1 and out == ""
-        assert "the bot has never started" in err, err
+# Where pause and stop go from each state that is not TRADING, along the diagram's arrows.
+ROUTES = {
+    ("pause", S.INIT): [S.RUNNING, S.PAUSED], ("pause", S.RUNNING): [S.PAUSED],
+    ("pause", S.ERROR): [S.RUNNING, S.PAUSED], ("pause", S.PAUSED): [],
+    ("pause", S.STOPPED): [],
+    ("stop", S.INIT): [S.RUNNING, S.STOPPED], ("stop", S.RUNNING): [S.STOPPED],
+    ("stop", S.ERROR): [S.STOPPED], ("stop", S.PAUSED): [S.RUNNING, S.STOPPED],
+    ("stop", S.STOPPED): [],
+}
+
+
+def _put_in(machine: BotStateMachine, state: BotState) -> None:
+    if state is S.INIT:
+        return
+    machine.start()
+    if state is S.ERROR:
+        machine.fault("rpc chain id changed")
+    elif state is not S.RUNNING:
+        machine.transition(state, reason="setup", actor="test")
+
+
+@pytest.mark.parametrize(("action", "source"), list(ROUTES), ids=[f"{a}-{s}" for a, s in ROUTES])
+def test_cli_pause_and_stop_reach_a_safe_state_from_any_state(
+        test_env: str, action: str, source: BotState) -> None:
+    led = Ledger(test_env)
+    _put_in(machine_on(led), source)
+    before = len(led.transitions(ENV))
+    led.dispose()
+    code, out, err = cli(action, "--env", ENV, "--reason", "safety first")
+    assert code == 0, err
+    led = Ledger(test_env)
+    added = led.transitions(ENV)[before:]
+    led.dispose()
+    route = ROUTES[(action, source)]
+    assert [BotState(r.to_state) for r in added] == route
+    assert all((r.reason, r.actor) == ("safety first", state_cli.cli_actor()) for r in added)
+    assert current(test_env) in (S.PAUSED, S.STOPPED)
+    if not route:
+        assert f"already {source.value}; nothing changed" in out
+
+
+def test_cli_never_starts_a_bot_in_init_on_resume(test_env: str) -> None:
+    code, out, err = cli("resume", "--env", ENV, "--reason", "x")
+    assert code == 1 and out == ""
+    assert "the bot has never started" in err, err
     led = Ledger(test_env)
     assert led.transitions(ENV) == []
     led.dispose()
@@ -389,7 +435,10 @@ def test_cli_pause_waits_for_the_trading_cycle(test_env: str,
 
     thread = threading.Thread(target=bot)
     thread.start()
-    code, out, err = cli("pause", "--env", ENV, "--reason", "maintenance", "--wait", "30")
+    # This "bot" trades without wallet A's lock, which a real one never does: so no Prefect
+    # server to ask for the lock here (an earlier test may have started one), only the state.
+    with no_prefect_server():
+        code, out, err = cli("pause", "--env", ENV, "--reason", "maintenance", "--wait", "30")
     thread.join(30)
     assert not problems and not thread.is_alive()
     assert code == 0, err
@@ -401,16 +450,85 @@ def test_cli_pause_waits_for_the_trading_cycle(test_env: str,
         ("TRADING", "RUNNING", "bot"), ("RUNNING", "PAUSED", state_cli.cli_actor())]
 
 
-def test_cli_stop_gives_up_when_the_cycle_does_not_end(test_env: str) -> None:
+def test_stop_without_a_lock_to_ask_gives_up_when_the_cycle_does_not_end(
+        ledger: Ledger) -> None:
+    machine = machine_on(ledger)
+    machine.start()
+    machine.begin_trading()
+    with pytest.raises(control.ControlTimeout) as raised:
+        control.apply_action(machine, "stop", reason="shutdown", actor="test", wait_s=0.3,
+                             poll_s=0.05)
+    assert "still TRADING after waiting 0.3 s" in str(raised.value)
+    assert "was not stopped" in str(raised.value)
+    assert "the next trading session recovers the state" in str(raised.value)
+    assert machine.state is S.TRADING
+
+
+@pytest.mark.prefect
+def test_cli_stop_of_a_trading_bot_waits_for_a_live_holder_and_recovers_a_dead_one(
+        prefect_server: PrefectServer, test_env: str) -> None:
+    """TRADING with wallet A's lock held is a live trade: stop gives up. TRADING with the lock
+    free was left by a dead trader: stop recovers it (as `recovery`) and then stops."""
+    from tasks.locks import wallet_lock
+
     led = Ledger(test_env)
     machine_on(led).start()
-    machine_on(led).begin_trading()
+    machine_on(led).begin_trading("cycle 9")
     led.dispose()
-    code, out, err = cli("stop", "--env", ENV, "--reason", "shutdown", "--wait", "0.3")
-    assert code == 1
-    assert "waiting up to 0.3 s" in out
-    assert "still TRADING after waiting 0.3 s" in err and "was not stopped" in err
+    holding, release = threading.Event(), threading.Event()
+
+    def live_trader() -> None:
+        with wallet_lock(ANVIL_ADDR_1, timeout_s=30):
+            holding.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=live_trader)
+    thread.start()
+    try:
+        assert holding.wait(30), "the live trader never got the wallet lock"
+        code, out, err = cli("stop", "--env", ENV, "--reason", "shutdown", "--wait", "1")
+        assert code == 1, out
+        assert "a live process held wallet A's lock" in err and "was not stopped" in err
+        assert current(test_env) is S.TRADING
+    finally:
+        release.set()
+        thread.join(30)
+    # The trader is gone (its lock let go) but its TRADING is still there: a dead trader.
     assert current(test_env) is S.TRADING
+    code, out, err = cli("stop", "--env", ENV, "--reason", "shutdown", "--wait", "30")
+    assert code == 0, err
+    assert "TRADING -> RUNNING" in out and "recovered by recovery" in out
+    assert "RUNNING -> STOPPED" in out
+    led = Ledger(test_env)
+    rows = led.transitions(ENV)
+    led.dispose()
+    recovery, stop = rows[-2:]
+    assert (recovery.from_state, recovery.to_state, recovery.actor) == (
+        "TRADING", "RUNNING", "recovery")
+    assert "asked to stop the bot (shutdown)" in recovery.reason
+    assert (stop.from_state, stop.to_state, stop.reason, stop.actor) == (
+        "RUNNING", "STOPPED", "shutdown", state_cli.cli_actor())
+
+
+@pytest.mark.prefect
+def test_cli_stop_of_a_paused_bot_passes_through_running_only_under_the_wallet_lock(
+        prefect_server: PrefectServer, test_env: str) -> None:
+    """PAUSED -> RUNNING -> STOPPED: while a cycle holds the wallet it could start trading
+    between the two steps, so the CLI waits for the lock and changes nothing without it."""
+    from tasks.locks import wallet_lock
+
+    led = Ledger(test_env)
+    machine_on(led).start()
+    machine_on(led).pause("maintenance", actor="test")
+    led.dispose()
+    with wallet_lock(ANVIL_ADDR_1, timeout_s=30):
+        code, _, err = cli("stop", "--env", ENV, "--reason", "shutdown", "--wait", "1")
+    assert code == 1 and "the bot is PAUSED and a live process held wallet A's lock" in err
+    assert current(test_env) is S.PAUSED
+    code, out, err = cli("stop", "--env", ENV, "--reason", "shutdown", "--wait", "30")
+    assert code == 0, err
+    assert "PAUSED -> RUNNING" in out and "RUNNING -> STOPPED" in out
+    assert current(test_env) is S.STOPPED
 
 
 def test_apply_action_rejects_unknown_action(ledger: Ledger) -> None:

@@ -234,3 +234,26 @@ def _approve_everything(chain: RpcClient, devnet: DevnetManifest) -> None:
             tx = chain.request("eth_sendTransaction", [{"from": devnet.hot_wallet,
                                                         "to": token.address, "data": data}])
             assert int(chain.wait_for_receipt(tx, timeout=10)["status"], 16) == 1
+
+
+def test_a_cycle_that_finds_trading_recovers_it_after_reconciling(
+    runtime: TradingRuntime, chain: RpcClient
+) -> None:
+    """A trader killed mid-trade leaves TRADING; the next cycle (which holds the wallet, so
+    that trader is gone) reconciles first, records TRADING -> RUNNING by `recovery`, trades."""
+    runtime.state.start()
+    runtime.state.begin_trading("cycle of a process that was killed")
+
+    report = run_cycle(runtime, "after-kill")
+
+    assert report.skipped_reason is None and runtime.state.state is BotState.RUNNING
+    # first start, the killed cycle's TRADING, the recovery (then whatever this cycle traded)
+    recovery = runtime.ledger.transitions(runtime.config.env)[2]
+    assert (recovery.from_state, recovery.to_state, recovery.actor) == (
+        "TRADING", "RUNNING", "recovery")
+    assert "cycle after-kill found the bot TRADING" in recovery.reason
+    assert "(0 settled)" in recovery.reason
+    # A cycle of a bot that is not TRADING records nothing of the kind.
+    run_cycle(runtime, "next")
+    assert [t.actor for t in runtime.ledger.transitions(runtime.config.env)].count(
+        "recovery") == 1

@@ -4,7 +4,9 @@ The first start deploys the market on a throw-away anvil (its genesis dated
 ``MARKET_AGE_S`` back, so the pools' oracles have history) that dumps its state on exit; that
 state and its manifest are cached under ``.devnet/cache`` keyed by a fingerprint of every
 build file and of the deploy code, so any change redeploys and nothing stale is ever loaded.
-Later starts load the state (``--load-state``) on a fresh free port.
+Later starts load the state (``--load-state``) on a fresh free port, so each start is a new
+chain with the same early blocks: its manifest carries a random ``instance`` id, which the dev
+ledger records (``dexpilot.execution.ledger_audit.claim_dev_ledger``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +86,8 @@ def start_market(
     # time + N" deadlines start from the present.
     with RpcClient([anvil.url]) as client:
         client.request("evm_mine")
-    manifest = market.manifest.model_copy(update={"rpc_url": anvil.url})
+    manifest = market.manifest.model_copy(update={"rpc_url": anvil.url,
+                                                  "instance": uuid.uuid4().hex})
     manifest.write(directory / "manifest.json")
     return anvil, manifest
 

@@ -32,6 +32,10 @@ class DevnetManifest(BaseModel):
     cold_wallet: str
     deployer: str
     noise_traders: list[str] = []
+    # A random id per start of the chain: a chain loaded from the same cached state has the
+    # same chain id and early blocks as the last one, but not its later transactions, so the
+    # dev ledger is keyed on this (``dexpilot.execution.ledger_audit.claim_dev_ledger``).
+    instance: str | None = None
 
     def pool_refs(self) -> list[PoolRef]:
         tokens = {t.symbol: t.token() for t in self.tokens}

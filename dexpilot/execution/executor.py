@@ -32,6 +32,8 @@ Paper mode records the would-be fill from an ``eth_simulateV1`` of approve + swa
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -76,6 +78,25 @@ log = logging.getLogger(__name__)
 
 def _no_checkpoint(name: str) -> None:
     """Tests pass a checkpoint that kills the process at a named step; production does not."""
+
+
+# A whole trading session killed mid-trade (a flow run in a subprocess) builds its executor
+# itself, so its test cannot pass a checkpoint: it names one here instead. Read only in the
+# `test` environment, so no setting of dev or prod can make the bot kill itself.
+KILL_AT_ENV = "DEXPILOT_TEST_KILL_AT"
+
+
+def checkpoint_for(env: str) -> Callable[[str], None]:
+    """SIGKILL this process at the checkpoint named by ``DEXPILOT_TEST_KILL_AT`` (test env)."""
+    point = os.environ.get(KILL_AT_ENV, "") if env == "test" else ""
+    if not point:
+        return _no_checkpoint
+
+    def kill_at(name: str) -> None:
+        if name == point:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return kill_at
 
 
 def swap_deadline(latest_block_timestamp: int, seconds: int) -> int:
@@ -143,7 +164,7 @@ class Executor:
         mode: TradeMode,
         signer: HotWallet | None = None,
         settings: ExecutorSettings | None = None,
-        checkpoint: Callable[[str], None] = _no_checkpoint,
+        checkpoint: Callable[[str], None] | None = None,
         token_symbols: Mapping[str, str] | None = None,
     ) -> None:
         if mode is TradeMode.LIVE and signer is None:
@@ -158,7 +179,7 @@ class Executor:
         self.mode = mode
         self.signer = signer
         self.settings = settings or ExecutorSettings()
-        self.checkpoint = checkpoint
+        self.checkpoint = checkpoint or checkpoint_for(env)
         self.nonces = NonceManager(client, address)
         # address -> symbol, to name a token the executor quarantines
         self.token_symbols = {a.lower(): sym for a, sym in (token_symbols or {}).items()}

@@ -422,6 +422,29 @@ class TokenQuarantineRow(SQLModel, table=True):
     clear_reason: str | None = Field(default=None, sa_type=sa.Text)
 
 
+class ChainInstanceRow(SQLModel, table=True):
+    """Which chain this ledger belongs to, and who said so (migration 0005).
+
+    A dev chain restarted from its cached state has the same chain id and the same early
+    blocks as the last one but none of its transactions, so ``instance`` is the random id that
+    ``start_market`` writes into the manifest at each start. The newest row of an env names
+    the chain its ledger follows; ``dexpilot ledger archive`` and ``dexpilot devnet up`` write
+    one with the actor and the reason when they start a fresh ledger.
+    """
+
+    __tablename__ = "chain_instances"
+    __table_args__ = (sa.Index("ix_chain_instances_env_created_at", "env", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _time()
+    env: str = Field(max_length=ENV_LEN)
+    chain_id: int = Field(sa_type=sa.BigInteger)
+    instance: str | None = Field(default=None, max_length=NAME_LEN)
+    block_hash: str | None = Field(default=None, max_length=TX_HASH_LEN)
+    actor: str = Field(max_length=NAME_LEN)
+    reason: str = Field(sa_type=sa.Text)
+
+
 LEDGER_TABLES: tuple[type[SQLModel], ...] = (
     OrderRow,
     TransactionRow,
@@ -436,4 +459,5 @@ LEDGER_TABLES: tuple[type[SQLModel], ...] = (
     IngestCursorRow,
     TokenVerdictRow,
     TokenQuarantineRow,
+    ChainInstanceRow,
 )

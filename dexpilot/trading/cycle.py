@@ -33,6 +33,7 @@ from dexpilot.execution.executor import (
     swap_deadline,
 )
 from dexpilot.execution.fees import suggest_fees
+from dexpilot.execution.ledger_audit import check_ledger_matches_chain
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import (
     ErrorKind,
@@ -105,6 +106,10 @@ class TradingRuntime:
         client = RpcClient(config.chain.rpc_urls, timeout=config.chain.rpc_timeout_s)
         try:
             with_failover(client, lambda: client.verify_chain_id(config.chain.chain_id))
+            # A ledger written on another chain (instance) would crash reconcile mid-cycle.
+            with_failover(client, lambda: check_ledger_matches_chain(
+                ledger, client, env=config.env, wallet=config.wallets.hot,
+                chain_id=config.chain.chain_id))
             # Config the chain contradicts: bad tokens are quarantined alone, bad pools and
             # venues left out; a wrong multicall or no usable venue raises SystemFault here.
             audit = with_failover(client, lambda: audit_config(config, client))
@@ -470,6 +475,16 @@ def _run_steps(rt: TradingRuntime, report: CycleReport, run_step: StepRunner) ->
             report.step_seconds[name] = time.perf_counter() - started
 
     report.reconciled = step("reconcile", reconcile, rt)
+    # A cycle runs only while its caller holds wallet A's lock (the flows take it; tests and
+    # benchmarks run alone), so TRADING here was left by a trader that died holding it: what
+    # it sent was settled by the reconcile just done; its TRADING ends now.
+    recovered = rt.state.recover_orphaned_trade(
+        f"cycle {report.cycle_id} found the bot TRADING while holding the wallet lock: the "
+        f"previous trader died mid-trade; its orders were reconciled "
+        f"({len(report.reconciled)} settled)")
+    if recovered is not None:
+        log.warning("%s: %s -> %s by %s: %s", rt.config.env, recovered.from_state.value,
+                    recovered.to_state.value, recovered.actor, recovered.reason)
     if not rt.state.may_trade():
         report.skipped_reason = f"bot is {rt.state.state.value}"
         return
