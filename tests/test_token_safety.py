@@ -198,7 +198,6 @@ def test_a_hostile_token_is_refused_with_its_reason_and_nothing_is_sent(
     assert verdict.block_number == report.block_number
 
     # The stored verdict decides the next cycle without another simulation.
-    assert rt.token_safety is not None
     probes = rt.token_safety.probes_run
     again = run_cycle(rt, "hostile-again")
     assert again.rejected == {"token_safety": 1} and rt.token_safety.probes_run == probes

@@ -83,15 +83,15 @@ class TradingRuntime:
     quote: Token
     hub: Token
     reference_feed: PriceFeed | None = None
-    token_safety: TokenSafetyGate | None = None
+    # Verdicts on the tokens this runtime buys; built on the runtime's own client and ledger.
+    token_safety: TokenSafetyGate = field(init=False)
     # The V2 pairs' earlier accumulator values: their TWAPs are measured against these.
     reference_history: V2TwapHistory = field(default_factory=V2TwapHistory)
     # The pools the start-up config audit let through; ``active_pools`` narrows them further.
     pool_set: PoolSet | None = None
 
     def __post_init__(self) -> None:
-        if self.token_safety is None:
-            self.token_safety = TokenSafetyGate(self.config, self.client, self.ledger)
+        self.token_safety = TokenSafetyGate(self.config, self.client, self.ledger)
 
     @classmethod
     def build(cls, config: AppConfig, signer: HotWallet | None, *,
@@ -294,7 +294,6 @@ def check_tokens(rt: TradingRuntime, routed: Sequence[RoutedOrder],
                  snapshot: MarketSnapshot) -> dict[str, TokenVerdict]:
     """The token-safety verdict of every token the routed orders buy (simulated where no
     valid verdict is stored)."""
-    assert rt.token_safety is not None
     buys = [(o.intent, o.route) for o in routed if o.route is not None]
     return rt.token_safety.verdicts(buys, snapshot)
 
@@ -424,7 +423,7 @@ def execute_approved(rt: TradingRuntime, routed: Sequence[RoutedOrder],
                 results.append(ExecutionResult(leg_id, OrderStatus.SUBMITTED, error=str(exc)))
                 return results
             results.append(result)
-            if result.status is OrderStatus.FAILED and rt.token_safety is not None and (
+            if result.status is OrderStatus.FAILED and (
                     (result.error or "").startswith("simulation")):
                 rt.token_safety.forget(intent.token_in)
                 rt.token_safety.forget(intent.token_out)
