@@ -768,6 +768,27 @@ class Ledger:
             session.add(row)
         return row
 
+    def record_balance_snapshots(
+        self,
+        balances: Mapping[str, int],
+        *,
+        wallet: str,
+        block_number: int,
+        taken_at: datetime | None = None,
+    ) -> list[BalanceSnapshotRow]:
+        """One wallet's balances (token address -> raw amount) at one block, in one
+        transaction: all or none, so a snapshot is never half-stored."""
+        taken = checks.aware(taken_at, "taken_at") if taken_at is not None else utc_now()
+        wallet = checks.address(wallet, "wallet")
+        block = checks.chain_int(block_number, "block_number")
+        rows = [BalanceSnapshotRow(wallet=wallet, token=checks.address(token, "token"),
+                                   amount=check_raw_amount(amount, what="amount"),
+                                   block_number=block, taken_at=taken)
+                for token, amount in balances.items()]
+        with self.session() as session:
+            session.add_all(rows)
+        return rows
+
     def record_profit_sweep(
         self, *, token: str, amount: int, to_address: str, tx_hash: str | None = None
     ) -> ProfitSweepRow:

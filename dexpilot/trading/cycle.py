@@ -43,6 +43,14 @@ from dexpilot.ledger import (
     TradeMode,
     pnl,
 )
+from dexpilot.ledger.balances import (
+    NATIVE_TOKEN,
+    BalanceCheck,
+    compare_balances,
+    describe_shortfall,
+    known_flows,
+    previous_snapshot,
+)
 from dexpilot.market.pools import MarketSnapshot, PoolRef
 from dexpilot.market.price_feed import PriceFeed
 from dexpilot.market.reference import PriceReference, V2TwapHistory, reference_for
@@ -207,6 +215,50 @@ def read_snapshot(rt: TradingRuntime) -> MarketSnapshot:
         rt.active_pools()
     rt.reference_history.record(snapshot, window)
     return snapshot
+
+
+def reconcile_balances(rt: TradingRuntime, snapshot: MarketSnapshot) -> BalanceCheck | None:
+    """Store wallet A's balances of this snapshot and check them against the ledger.
+
+    A shortfall that the ledger's fills, gas and sweeps since the previous snapshot do not
+    explain is a ``SystemFault`` naming each token and both numbers (the snapshot is stored
+    first, as evidence); deposits are logged only (``dexpilot.ledger.balances`` says why).
+    The comparison is skipped, with a log line, while a transaction of wallet A is unresolved
+    (it may be mined without a fill in the ledger yet) and when the chain is behind the
+    previous snapshot (a rewound dev chain: its history is not the one recorded).
+    """
+    wallet = rt.config.wallets.hot
+    current = {t.address: snapshot.token_balances[(wallet, t.address)]
+               for t in rt.config.tokens if (wallet, t.address) in snapshot.token_balances}
+    if wallet in snapshot.native_balances:
+        current[NATIVE_TOKEN] = snapshot.native_balances[wallet]
+    previous = previous_snapshot(rt.ledger, wallet)
+    rt.ledger.record_balance_snapshots(current, wallet=wallet,
+                                       block_number=snapshot.block_number)
+    if previous is None:
+        return None
+    block, balances = previous
+    if snapshot.block_number < block:
+        log.warning("balance check skipped: block %d is behind the previous snapshot's %d",
+                    snapshot.block_number, block)
+        return None
+    if rt.ledger.unresolved_transactions(wallet, env=rt.config.env):
+        log.info("balance check skipped: wallet A has unresolved transactions")
+        return None
+    flows = known_flows(rt.ledger, env=rt.config.env, wallet=wallet, after_block=block,
+                        to_block=snapshot.block_number)
+    check = compare_balances(balances, flows, current)
+    symbols = {t.address: t.symbol for t in rt.config.tokens} | {NATIVE_TOKEN: "native"}
+    for deposit in check.deposits:
+        log.info("wallet A received %d of %s that no fill explains (a deposit)",
+                 deposit.difference, symbols.get(deposit.token, deposit.token))
+    if check.shortfalls:
+        raise SystemFault(
+            f"wallet A's balances at block {snapshot.block_number} are below what the ledger "
+            f"expects since block {block}: "
+            + "; ".join(describe_shortfall(d, symbols.get(d.token, d.token))
+                        for d in check.shortfalls))
+    return check
 
 
 def generate_signals(rt: TradingRuntime, snapshot: MarketSnapshot) -> list[Signal]:
@@ -489,6 +541,7 @@ def _run_steps(rt: TradingRuntime, report: CycleReport, run_step: StepRunner) ->
         return
     snapshot: MarketSnapshot = step("snapshot", read_snapshot, rt)
     report.block_number = snapshot.block_number
+    step("balances", reconcile_balances, rt, snapshot)
     gas_price: int = step("gas_price", current_gas_price, rt)
     signals = step("signals", generate_signals, rt, snapshot)
     report.signals = len(signals)
