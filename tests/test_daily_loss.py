@@ -30,8 +30,7 @@ from dexpilot.market.valuation import quote_prices
 from dexpilot.money import Token
 from dexpilot.risk.checks import quote_value
 from dexpilot.trading.cycle import TradingRuntime, run_cycle
-from tests.fixtures.chain import ANVIL_KEY_1, pending_nonce
-from tests.fixtures.chain import wallet_balances as _balances
+from tests.fixtures.chain import ANVIL_KEY_1, pending_nonce, wallet_balances
 
 USDC = Token("USDC", "0x" + "1" * 40, 6)
 WETH = Token("WETH", "0x" + "2" * 40, 18)
@@ -162,7 +161,7 @@ def test_a_live_session_that_loses_money_stops_at_the_daily_loss_limit(
     limit = 20_000_000  # 20 USDC
     rt = TradingRuntime.build(_losing_config(test_env, limit), HotWallet(ANVIL_KEY_1))
     try:
-        start_balances = _balances(chain, devnet)
+        start_balances = wallet_balances(chain, devnet)
         # Cycle 1: a model says buy WETH; the bot buys (~900 USDC), paying LP fees and gas.
         rt.ledger.record_signals([_signal("buy", 80.0)])
         bought = run_cycle(rt, "loss-1")
@@ -185,7 +184,7 @@ def test_a_live_session_that_loses_money_stops_at_the_daily_loss_limit(
             rt.ledger, env=rt.config.env, wallet=rt.config.wallets.hot, mode="live",
             tokens=[t.token() for t in rt.config.tokens], prices=prices, quote=rt.quote,
             native=rt.hub)
-        lost_by_trading = (_wallet_value(chain, devnet, rt, prices, _balances(chain, devnet))
+        lost_by_trading = (_wallet_value(chain, devnet, rt, prices, wallet_balances(chain, devnet))
                            - _wallet_value(chain, devnet, rt, prices, start_balances))
         assert today.gas_wei > 0 and today.fills == len(bought.executions)
         assert abs(today.realized_quote - lost_by_trading) <= 3, (today, lost_by_trading)
@@ -195,13 +194,13 @@ def test_a_live_session_that_loses_money_stops_at_the_daily_loss_limit(
         # refused by the daily loss limit and nothing reaches the chain.
         rt.ledger.record_signals([_signal("sell", 120.0)])
         nonce = pending_nonce(chain, rt.config.wallets.hot)
-        before = _balances(chain, devnet)
+        before = wallet_balances(chain, devnet)
         stopped = run_cycle(rt, "loss-2")
         assert stopped.intents >= 1, stopped
         assert stopped.executions == [] and stopped.approved == 0, stopped
         assert set(stopped.rejected) == {"daily_loss"}, stopped.rejected
         assert pending_nonce(chain, rt.config.wallets.hot) == nonce, "a transaction was sent"
-        assert _balances(chain, devnet) == before
+        assert wallet_balances(chain, devnet) == before
         with rt.ledger.session(write=False) as session:
             decisions = session.exec(select(RiskDecisionRow).where(
                 RiskDecisionRow.rule == "daily_loss")).all()

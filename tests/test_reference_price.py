@@ -25,8 +25,7 @@ from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import RiskDecisionRow, SignalRow
 from dexpilot.market.pools import V2Oracle, V3Oracle
 from dexpilot.trading.cycle import CycleReport, TradingRuntime, run_cycle
-from tests.fixtures.chain import ANVIL_KEY_1
-from tests.test_trading_cycle import _balances
+from tests.fixtures.chain import ANVIL_KEY_1, wallet_balances
 
 pytestmark = pytest.mark.chain
 
@@ -81,7 +80,7 @@ def _push(chain: RpcClient, devnet: DevnetManifest, address: str, factor: float)
 def _wallet(chain: RpcClient, devnet: DevnetManifest) -> dict[str, int]:
     """Wallet A's nonce and balances: what a trade that was never sent leaves unchanged."""
     nonce = int(chain.request("eth_getTransactionCount", [devnet.hot_wallet, "latest"]), 16)
-    return {**_balances(chain, devnet), "nonce": nonce}
+    return {**wallet_balances(chain, devnet), "nonce": nonce}
 
 
 def _signal(rt: TradingRuntime, side: str, pair: str = "WETH/USDC") -> None:

@@ -31,21 +31,17 @@ def _push(chain: RpcClient, devnet: DevnetManifest, venue: str, pair: str, facto
     assert sim.push(snap, snap.price() * factor)
 
 
-def _balances(chain: RpcClient, devnet: DevnetManifest) -> dict[str, int]:
-    return wallet_balances(chain, devnet)
-
-
 def test_profitable_arbitrage_is_executed_and_ledger_matches_chain(
     runtime: TradingRuntime, chain: RpcClient, devnet: DevnetManifest
 ) -> None:
     _push(chain, devnet, "sushiswap-v2", "WETH/USDC", 1.02)  # WETH 2 % dearer on sushiswap
-    before = _balances(chain, devnet)
+    before = wallet_balances(chain, devnet)
 
     report = run_cycle(runtime, "t1")
 
     assert report.signals >= 1 and report.intents == 2, report
     assert [e.status for e in report.executions] == [OrderStatus.FILLED] * 2, report.executions
-    after = _balances(chain, devnet)
+    after = wallet_balances(chain, devnet)
     usdc = next(t for t in devnet.tokens if t.symbol == "USDC").address
     weth = next(t for t in devnet.tokens if t.symbol == "WETH").address
     with runtime.ledger.session(write=False) as session:
@@ -74,13 +70,13 @@ def test_arbitrage_closes_the_gap_and_the_next_cycle_trades_nothing(
 ) -> None:
     """Each round trip (capped at max_trade) narrows the spread until it no longer pays."""
     _push(chain, devnet, "sushiswap-v2", "WETH/USDC", 1.01)
-    usdc = [_balances(chain, devnet)["USDC"]]
+    usdc = [wallet_balances(chain, devnet)["USDC"]]
     for i in range(20):
         report = run_cycle(runtime, f"c{i}")
         if not report.executions:
             break
         assert all(e.filled for e in report.executions), report.executions
-        usdc.append(_balances(chain, devnet)["USDC"])
+        usdc.append(wallet_balances(chain, devnet)["USDC"])
         assert usdc[-1] > usdc[-2], "every round trip must end with more USDC"
     else:
         raise AssertionError("the arbitrage never closed the gap")
@@ -102,14 +98,14 @@ def test_manipulated_pool_is_refused_by_the_reference_check(
     runtime: TradingRuntime, chain: RpcClient, devnet: DevnetManifest
 ) -> None:
     _push(chain, devnet, "sushiswap-v2", "WETH/USDC", 1.10)  # 10 % off every other pool
-    before = _balances(chain, devnet)
+    before = wallet_balances(chain, devnet)
     report = run_cycle(runtime, "manip")
     assert report.executions == []
     assert report.rejected, report
     with runtime.ledger.session(write=False) as session:
         rules = {d.rule for d in session.exec(select(RiskDecisionRow)).all() if not d.approved}
     assert rules & {"reference_price", "price_impact"}, rules
-    assert _balances(chain, devnet)["USDC"] == before["USDC"]
+    assert wallet_balances(chain, devnet)["USDC"] == before["USDC"]
 
 
 def _statistical(test_env: AppConfig) -> AppConfig:
@@ -129,11 +125,11 @@ def test_statistical_strategy_trades_a_fresh_stored_model_signal(
     rt = TradingRuntime.build(_statistical(test_env), HotWallet(ANVIL_KEY_1))
     try:
         rt.ledger.record_signals([_model_signal(datetime.now(UTC), 600)])
-        weth_before = _balances(chain, devnet)["WETH"]
+        weth_before = wallet_balances(chain, devnet)["WETH"]
         report = run_cycle(rt, "stat")
         assert report.intents >= 1
         assert report.executions and all(e.filled for e in report.executions), report
-        assert _balances(chain, devnet)["WETH"] > weth_before, "a buy signal buys the base"
+        assert wallet_balances(chain, devnet)["WETH"] > weth_before, "a buy signal buys the base"
     finally:
         rt.close()
 
