@@ -30,13 +30,15 @@ def read_market(config: AppConfig) -> MarketSnapshot:
 def record_balances(config: AppConfig, snapshot: MarketSnapshot) -> int:
     ledger = Ledger(config.ledger.url)
     ledger.upgrade()
-    count = 0
+    by_wallet: dict[str, dict[str, int]] = {}
     for (wallet, token), amount in snapshot.token_balances.items():
-        ledger.record_balance_snapshot(wallet=wallet, token=token, amount=amount,
-                                       block_number=snapshot.block_number)
-        count += 1
-    ledger.dispose()
-    return count
+        by_wallet.setdefault(wallet, {})[token] = amount
+    try:
+        return sum(len(ledger.record_balance_snapshots(held, wallet=wallet,
+                                                       block_number=snapshot.block_number))
+                   for wallet, held in by_wallet.items())
+    finally:
+        ledger.dispose()
 
 
 @task(cache_policy=NO_CACHE)

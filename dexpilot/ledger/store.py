@@ -757,15 +757,8 @@ class Ledger:
         block_number: int,
         taken_at: datetime | None = None,
     ) -> BalanceSnapshotRow:
-        row = BalanceSnapshotRow(
-            wallet=checks.address(wallet, "wallet"),
-            token=checks.address(token, "token"),
-            amount=check_raw_amount(amount, what="amount"),
-            block_number=checks.chain_int(block_number, "block_number"),
-            taken_at=checks.aware(taken_at, "taken_at") if taken_at is not None else utc_now(),
-        )
-        with self.session() as session:
-            session.add(row)
+        [row] = self.record_balance_snapshots({token: amount}, wallet=wallet,
+                                              block_number=block_number, taken_at=taken_at)
         return row
 
     def record_balance_snapshots(
