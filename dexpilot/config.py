@@ -28,6 +28,8 @@ from dexpilot.money import Token
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
+    from dexpilot.chain.rpc import EndpointPolicy, RpcClient
+
 ENVIRONMENTS = ("dev", "test", "prod")
 
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
@@ -118,6 +120,37 @@ class ChainConfig(_Model):
     multicall: Address
     weth: str = Field(description="symbol of the wrapped native token")
     rpc_timeout_s: float = Field(default=10.0, gt=0)
+    rpc_retries: int = Field(default=2, ge=0, le=10, description=(
+        "retries of a request that got no answer (timeout, 429, 5xx) on one endpoint before "
+        "switching to the next"))
+    rpc_backoff_s: float = Field(default=0.25, ge=0, description=(
+        "wait before the first such retry, doubled for each further one"))
+    rpc_max_retry_after_s: float = Field(default=30.0, ge=0, description=(
+        "longest Retry-After (HTTP 429/503) waited for; a longer one switches endpoint"))
+    rpc_probe_interval_s: float = Field(default=60.0, gt=0, description=(
+        "after a failover, how often the earlier endpoints are probed to go back to them"))
+    block_time_s: float | None = Field(default=None, gt=0, description=(
+        "the chain's block time; unset turns the stuck-head check off (an automining dev "
+        "chain makes blocks only when it gets transactions)"))
+    stale_after_blocks: float = Field(default=10.0, gt=0, description=(
+        "a head that has not advanced for this many block times is a stale endpoint"))
+    max_head_lag_s: float | None = Field(default=None, gt=0, description=(
+        "a head whose block timestamp lags the wall clock by more is a stale endpoint "
+        "(unset: not checked)"))
+
+    def endpoint_policy(self) -> EndpointPolicy:
+        from dexpilot.chain.rpc import EndpointPolicy
+
+        return EndpointPolicy(retries=self.rpc_retries, backoff_s=self.rpc_backoff_s,
+                              max_retry_after_s=self.rpc_max_retry_after_s,
+                              probe_interval_s=self.rpc_probe_interval_s)
+
+    def client(self) -> RpcClient:
+        """The RPC client for these endpoints, with this chain's error policy."""
+        from dexpilot.chain.rpc import RpcClient
+
+        return RpcClient(self.rpc_urls, timeout=self.rpc_timeout_s,
+                         policy=self.endpoint_policy(), chain_id=self.chain_id)
 
     @model_validator(mode="after")
     def _urls(self) -> ChainConfig:
@@ -276,6 +309,9 @@ class StrategyConfig(_Model):
     quote_token: str
     mode: Literal["paper", "live"] = "paper"
     cycle_interval_s: float = Field(default=5.0, gt=0)
+    max_failed_cycles: int = Field(default=5, ge=1, description=(
+        "consecutive cycles failed by network or API errors after which a session moves the "
+        "bot to ERROR"))
     params: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -42,6 +42,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlmodel import func, select
 
+from dexpilot.chain.freshness import StaleHeadError
 from dexpilot.config import redact_url
 from dexpilot.errors import ApiError, NetworkError
 from dexpilot.ledger import ErrorKind, ErrorRow, Ledger
@@ -83,6 +84,7 @@ METRICS: dict[str, tuple[str, ...]] = {
     "dexpilot_risk_daily_loss_limit_quote": ("token",),
     "dexpilot_risk_min_gas_balance_wei": (),
     "dexpilot_tokens_quarantined": (),
+    "dexpilot_chain_head_stale": (),
 }
 
 
@@ -167,6 +169,10 @@ class Metrics:
         self.quarantined = Gauge("dexpilot_tokens_quarantined",
                                  "Tokens the bot will not buy until an operator clears them",
                                  registry=r)
+        self.head_stale = Gauge(
+            "dexpilot_chain_head_stale",
+            "1 while the last cycle found every RPC endpoint's head stuck or too old "
+            "(dexpilot.chain.freshness), else 0", registry=r)
         self._errors = _LedgerErrors()
         r.register(self._errors)
         self._lock = threading.Lock()
@@ -253,6 +259,7 @@ class Metrics:
                                    [t.token() for t in rt.config.tokens], prices, rt.quote)
         self.wallet_value.labels(rt.quote.symbol).set(value / 10**rt.quote.decimals)
         self.gas_balance.set(snapshot.native_balances.get(rt.config.wallets.hot, 0))
+        self.head_stale.set(0)
 
     def observe_cycle(self, report: CycleReport, rt: TradingRuntime | None = None) -> None:
         for step, seconds in report.step_seconds.items():
@@ -272,8 +279,11 @@ class Metrics:
         if rt is not None:
             self.observe_ledger(rt)
 
-    def observe_failed_cycle(self, rt: TradingRuntime | None = None) -> None:
+    def observe_failed_cycle(self, rt: TradingRuntime | None = None,
+                             error: BaseException | None = None) -> None:
         self.cycles.labels("error").inc()
+        if isinstance(error, StaleHeadError):
+            self.head_stale.set(1)
         if rt is not None:
             self.observe_ledger(rt)
 
@@ -337,8 +347,8 @@ def observed_cycle(rt: TradingRuntime, metrics: Metrics, cycle_id: str | None = 
 
     try:
         report = run_cycle(rt, cycle_id, metrics.step_runner(rt, run_step or call_directly))
-    except Exception:
-        metrics.observe_failed_cycle(rt)
+    except Exception as exc:
+        metrics.observe_failed_cycle(rt, exc)
         raise
     metrics.observe_cycle(report, rt)
     return report

@@ -4,6 +4,9 @@ A flow run per cycle costs seconds of orchestration; here each cycle is a handfu
 runs inside one flow run. The session ends when the bot is STOPPED or in ERROR, or after
 ``max_cycles`` / ``max_seconds``; a PAUSED bot keeps the session alive but trades nothing.
 
+A cycle failed by network or API errors is recorded and skipped; after
+``strategy.max_failed_cycles`` in a row the bot goes to ERROR (``dexpilot.trading.session``).
+
 Wallet A's lock is taken per cycle, with a lease of two intervals (``tasks.locks``): a session
 killed mid-trade frees the wallet for the next one within about a minute, and that one's first
 cycle, holding the lock, finds the TRADING state the dead one left and recovers it
@@ -19,8 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from dexpilot.metrics import observed_cycle
-from dexpilot.state import BotState
-from dexpilot.trading.session import SessionSummary
+from dexpilot.trading.session import CycleGuard, SessionSummary
 from settings.blocks import load_settings
 from tasks.locks import wallet_lock
 from tasks.metrics import push_metrics, pushed_metrics, serve_metrics
@@ -38,13 +40,15 @@ def trading_session(env: str = "dev", max_cycles: int | None = None,
     started = time.monotonic()
     serve_metrics(config)
     with pushed_metrics(config) as metrics, trading_runtime(config) as runtime:
+        guard = CycleGuard(runtime, summary)
         while not summary.bound_reached(max_cycles, max_seconds, started):
             with wallet_lock(config.wallets.hot, cycle_interval_s=interval):
                 try:
-                    summary.add(observed_cycle(runtime, metrics, run_step=run_step_as_task))
+                    guard.run(lambda: observed_cycle(runtime, metrics,
+                                                     run_step=run_step_as_task))
                 finally:
                     push_metrics(config)
-            if runtime.state.state in (BotState.STOPPED, BotState.ERROR):
+            if guard.session_over:
                 get_run_logger().warning("session ends: bot is %s", runtime.state.state.value)
                 break
             time.sleep(interval)

@@ -21,7 +21,6 @@ from dexpilot.analysis.models import (
 )
 from dexpilot.analysis.models.report import market_summary_markdown, signal_rows, signals_table
 from dexpilot.backtest.data import normalise_candles, read_candles
-from dexpilot.chain.rpc import RpcClient
 from dexpilot.config import AppConfig
 from dexpilot.ledger import Ledger
 from dexpilot.market.candles import (
@@ -56,7 +55,7 @@ def ingest_market(config: AppConfig, interval: str) -> int:
     ledger = Ledger(config.ledger.url)
     try:
         ledger.upgrade()
-        with RpcClient(config.chain.rpc_urls, timeout=config.chain.rpc_timeout_s) as client:
+        with config.chain.client() as client:
             report = SwapIngestor(client, ledger, pools).run()
         get_run_logger().info("ingested %d swap events up to block %d", report.inserted,
                               report.to_block)

@@ -7,7 +7,6 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from dexpilot.chain.reader import ChainReader
-from dexpilot.chain.rpc import RpcClient
 from dexpilot.config import AppConfig
 from dexpilot.ledger import Ledger
 from dexpilot.market.pools import MarketSnapshot
@@ -19,7 +18,7 @@ from tasks.policy import NETWORK_RETRIES, NETWORK_RETRY_DELAYS, retry_on_network
       retry_condition_fn=retry_on_network_errors, timeout_seconds=60,
       cache_policy=NO_CACHE)
 def read_market(config: AppConfig) -> MarketSnapshot:
-    with RpcClient(config.chain.rpc_urls, timeout=config.chain.rpc_timeout_s) as client:
+    with config.chain.client() as client:
         reader = ChainReader(client, config.chain.multicall,
                              expected_chain_id=config.chain.chain_id)
         tokens = [t.token() for t in config.tokens]

@@ -19,7 +19,7 @@ from dexpilot.market.ingest import (
     stored_swaps,
 )
 from dexpilot.market.pools import PoolKind
-from tests.fakes.rpc_proxy import ALCHEMY_REFUSAL, RefusingRpcProxy
+from tests.fakes.rpc_proxy import ALCHEMY_REFUSAL, RpcProxy
 from tests.fixtures.analysis import SwapDone, Swapper
 
 PAIR = "WETH/USDC"
@@ -62,7 +62,7 @@ def _assert_matches(rows: list[SwapEventRow], swaps: list[SwapDone]) -> None:
 
 def test_ingests_every_pool_in_one_request_and_resumes_without_duplicates(
     chain: RpcClient, devnet: DevnetManifest, swapper: Swapper, market_ledger: Ledger,
-    refusing_rpc: RefusingRpcProxy,
+    refusing_rpc: RpcProxy,
 ) -> None:
     start = swapper.head() + 1
     first = _make_swaps(swapper, 6)
@@ -111,7 +111,7 @@ def test_unique_tx_hash_and_log_index_is_enforced_by_the_database(
 
 def test_refused_large_ranges_are_halved_until_they_pass(
     chain: RpcClient, devnet: DevnetManifest, swapper: Swapper, market_ledger: Ledger,
-    refusing_rpc: RefusingRpcProxy,
+    refusing_rpc: RpcProxy,
 ) -> None:
     refusing_rpc.max_range = 3
     start = swapper.head() + 1
@@ -133,7 +133,7 @@ def test_refused_large_ranges_are_halved_until_they_pass(
 
 def test_other_refusal_wordings_are_recognised_and_other_errors_are_not(
     chain: RpcClient, devnet: DevnetManifest, swapper: Swapper, market_ledger: Ledger,
-    refusing_rpc: RefusingRpcProxy,
+    refusing_rpc: RpcProxy,
 ) -> None:
     refusing_rpc.max_range = 2
     refusing_rpc.error = dict(ALCHEMY_REFUSAL)

@@ -17,6 +17,7 @@ import pytest
 
 from deployments.monitoring.local import HERE, MonitoringStack, check_commands
 from dexpilot.chain.anvil import AnvilProcess, free_port
+from dexpilot.chain.failover import with_failover
 from dexpilot.chain.manifest import DevnetManifest
 from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
@@ -29,7 +30,6 @@ from dexpilot.logs import JsonFormatter, mask, register_secret, setup_logging
 from dexpilot.metrics import METRICS, Metrics, error_counts, error_timeline, observed_cycle
 from dexpilot.state import BotState
 from dexpilot.trading.cycle import TradingRuntime
-from dexpilot.trading.failover import with_failover
 from settings.files import load_config
 from tasks.metrics import push_metrics
 from tests.fixtures.monitoring import WebhookReceiver
@@ -66,6 +66,7 @@ EXPECTED_METRICS: dict[str, tuple[str, ...]] = {
     "dexpilot_risk_daily_loss_limit_quote": ("token",),
     "dexpilot_risk_min_gas_balance_wei": (),
     "dexpilot_tokens_quarantined": (),
+    "dexpilot_chain_head_stale": (),
 }
 
 

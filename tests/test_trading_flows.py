@@ -81,25 +81,49 @@ def test_chain_id_mismatch_moves_the_bot_to_error_and_trades_nothing(
     assert _orders(test_env) == []
 
 
-def test_chain_changing_under_a_running_bot_stops_it(test_env: AppConfig, chain: RpcClient,
-                                                     devnet: DevnetManifest) -> None:
+def test_an_endpoint_on_another_chain_is_left_and_with_none_left_the_bot_stops(
+        test_env: AppConfig, chain: RpcClient, devnet: DevnetManifest) -> None:
     other = AnvilProcess.start(chain_id=999)
     chain_cfg = test_env.chain.model_copy(update={"rpc_urls": [devnet.rpc_url, other.url]})
     config = test_env.model_copy(update={"chain": chain_cfg})
     rt = TradingRuntime.build(config, HotWallet(ANVIL_KEY_1))
     try:
         _gap(chain, devnet)
-        rt.client.switch()  # the operator's endpoint now serves another chain
+        rt.client.switch()  # the endpoint in use now serves another chain
+        report = run_cycle(rt, "switched")
+        assert rt.client.url == devnet.rpc_url  # left for the one serving chain 31337
+        assert report.executions and all(e.filled for e in report.executions)
+        [switch] = [e for e in _errors(test_env) if e.source == "rpc.failover"]
+        assert "now reports 999, expected 31337" in switch.message
+        assert rt.state.state is BotState.RUNNING
+    finally:
+        rt.close()
+        other.stop()
+    other = AnvilProcess.start(chain_id=999)
+    config = test_env.model_copy(update={"chain": test_env.chain.model_copy(
+        update={"rpc_urls": [devnet.rpc_url]})})
+    rt = TradingRuntime.build(config, HotWallet(ANVIL_KEY_1))
+    try:
+        rt.client.urls[0] = other.url  # the only endpoint now serves another chain
+        _gap(chain, devnet)
         with pytest.raises(SystemFault, match="chain id changed"):
-            run_cycle(rt, "switched")
+            run_cycle(rt, "wrong")
         assert rt.state.state is BotState.ERROR
-        rt.client.switch()
+        rt.client.urls[0] = devnet.rpc_url
         report = run_cycle(rt, "after")  # still in ERROR: no trading until resumed
         assert report.skipped_reason == "bot is ERROR"
     finally:
         rt.close()
         other.stop()
-    assert _orders(test_env) == []
+
+
+def _errors(config: AppConfig) -> list[ErrorRow]:
+    ledger = Ledger(config.ledger.url)
+    try:
+        with ledger.session(write=False) as session:
+            return list(session.exec(select(ErrorRow).order_by(ErrorRow.id)).all())
+    finally:
+        ledger.dispose()
 
 
 @pytest.mark.prefect

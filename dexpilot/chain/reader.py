@@ -18,9 +18,9 @@ from typing import Any
 from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
-from dexpilot.chain.rpc import RpcClient
+from dexpilot.chain.rpc import RpcClient, WrongChainError
 from dexpilot.config import redact_url
-from dexpilot.errors import ApiError, SystemFault
+from dexpilot.errors import ApiError
 from dexpilot.market.pools import (
     MarketSnapshot,
     PoolKind,
@@ -179,11 +179,15 @@ class ChainReader:
             requests.append(multicall_request(self.multicall, [(c.target, c.data) for c in chunk]))
         for _ in range(MAX_BLOCK_RETRIES):
             answers = self.client.batch(requests)
-            chain_id = int(answers[0], 16)
+            try:
+                chain_id = int(answers[0], 16)
+            except (TypeError, ValueError) as exc:
+                raise ApiError(f"{redact_url(self.client.url)}: eth_chainId answered "
+                               f"{str(answers[0])[:80]!r}") from exc
             if chain_id != self.expected_chain_id:
-                raise SystemFault(f"chain id changed: {redact_url(self.client.url)} now reports "
-                                  f"{chain_id}, "
-                                  f"expected {self.expected_chain_id}")
+                raise WrongChainError(
+                    f"chain id changed: {redact_url(self.client.url)} now reports {chain_id}, "
+                    f"expected {self.expected_chain_id}")
             blocks: set[int] = set()
             results: list[tuple[bool, bytes]] = []
             for answer in answers[1:]:

@@ -37,11 +37,12 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from eth_abi import encode
 from eth_utils import function_signature_to_4byte_selector
 
+from dexpilot.chain.failover import with_failover
 from dexpilot.chain.reverts import decode_revert
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.chain.token_probe import OTHER_ADDRESS
@@ -74,6 +75,7 @@ CANCEL_GAS = 21_000
 # How nodes say "I have this transaction already" (geth, anvil/reth, parity/erigon).
 _ALREADY_KNOWN = ("already known", "already imported", "known transaction")
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _no_checkpoint(name: str) -> None:
@@ -204,9 +206,10 @@ class Executor:
         if plan.deadline <= int(time.time()):
             return self._fail(intent.client_order_id, "deadline passed before sending")
         try:
-            approval = self._approval_needed(plan, swap.spender)
-            reason = self._simulate_trade(plan, swap, approval)
-            fees = self._fees_for(plan)
+            # Every read before a send follows the error policy: an endpoint that cannot
+            # answer is retried, then the next is asked, and the order fails unsent only
+            # when none can.
+            approval, reason, fees = self._read(lambda: self._prepare(plan, swap))
         except (NetworkError, ApiError) as exc:
             return self._fail(intent.client_order_id, f"before sending: {exc}")
         if reason is not None:
@@ -216,7 +219,12 @@ class Executor:
         if approval is not None:
             try:
                 self._approve(plan, swap.spender, approval, fees)
-                reason = self._would_revert(swap)
+            except (NetworkError, ApiError) as exc:
+                # The approval is in the ledger: the next reconcile settles it by its hash.
+                return self._fail(intent.client_order_id,
+                                  f"before sending the swap: its approval failed: {exc}")
+            try:
+                reason = self._read(lambda: self._would_revert(swap))
             except (NetworkError, ApiError) as exc:
                 return self._fail(intent.client_order_id, f"before sending: {exc}")
             if reason is not None:
@@ -226,8 +234,11 @@ class Executor:
             # Checked again after the approval's wait: routers revert past their deadline by
             # themselves, an aggregator's prepared transaction carries none.
             return self._fail(intent.client_order_id, "deadline passed before sending")
-        signed = self._sign(swap.to, swap.data, swap.value, swap.gas_limit, self.nonces.next(),
-                            fees)
+        try:
+            nonce = self._read(self.nonces.next)
+        except (NetworkError, ApiError) as exc:
+            return self._fail(intent.client_order_id, f"before sending: {exc}")
+        signed = self._sign(swap.to, swap.data, swap.value, swap.gas_limit, nonce, fees)
         self.ledger.record_transaction(
             env=self.env, wallet=self.address, purpose=TxPurpose.SWAP, tx_hash=signed.tx_hash,
             nonce=signed.nonce, raw_tx=signed.raw, max_fee_per_gas=fees.max_fee_per_gas,
@@ -287,14 +298,42 @@ class Executor:
             "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
         })
 
+    def _read(self, call: Callable[[], T]) -> T:
+        """A read (or simulation) under the error policy: retried, then failed over."""
+        return with_failover(self.client, call)
+
+    def _prepare(self, plan: LegPlan, swap: SwapTx) -> tuple[int | None, str | None, Fees | str]:
+        """The reads before a send: the approval needed, why the trade would revert (or
+        ``None``), the fees (or why they are out of bounds). Idempotent: failover repeats it."""
+        approval = self._approval_needed(plan, swap.spender)
+        return approval, self._simulate_trade(plan, swap, approval), self._fees_for(plan)
+
     def _broadcast(self, signed: SignedTx) -> None:
-        try:
-            self.client.request("eth_sendRawTransaction", [signed.raw])
-        except ApiError as exc:
-            # The identical bytes are already in the node's pool: same hash, nothing new sent.
-            if not any(phrase in str(exc).lower() for phrase in _ALREADY_KNOWN):
+        """Hand the signed bytes to the node, under the error policy. Re-sending them is safe
+        (same bytes, same hash and nonce: at most one lands), so a send whose answer was lost
+        is sent again, and to the next endpoint when this one cannot take it."""
+
+        def send() -> None:
+            try:
+                self.client.request("eth_sendRawTransaction", [signed.raw])
+            except ApiError as exc:
+                # The identical bytes are already in the node's pool: nothing new sent. A
+                # resend of bytes the node took before the answer was lost may also be refused
+                # ("nonce too low": already mined); the node knowing the hash says so.
+                if any(phrase in str(exc).lower() for phrase in _ALREADY_KNOWN):
+                    return
+                if self._node_knows(signed.tx_hash):
+                    return
                 raise
+
+        with_failover(self.client, send)
         self.ledger.update_transaction(signed.tx_hash, TxStatus.SENT)
+
+    def _node_knows(self, tx_hash: str) -> bool:
+        try:
+            return self.client.request("eth_getTransactionByHash", [tx_hash]) is not None
+        except (ApiError, NetworkError):
+            return False
 
     def _approval_needed(self, plan: LegPlan, spender: str) -> int | None:
         """The exact approval the swap needs (``None``: the allowance already covers it)."""
@@ -399,7 +438,8 @@ class Executor:
         if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
             raise ValueError(f"transfer amount must be a positive int, got {amount!r}")
         data = "0x" + (TRANSFER + encode(["address", "uint256"], [to, amount])).hex()
-        reason = self._would_revert(SwapTx(token.address, data, 0, TRANSFER_GAS, to))
+        reason = self._read(lambda: self._would_revert(
+            SwapTx(token.address, data, 0, TRANSFER_GAS, to)))
         if reason is not None:
             raise ApiError(f"transfer of {amount} {token.symbol} to {to} would revert: {reason}")
         return self._send_token_call(token.address, data, TRANSFER_GAS, TxPurpose.SWEEP, None)
@@ -407,8 +447,8 @@ class Executor:
     def _send_token_call(self, token: str, data: str, gas: int, purpose: TxPurpose,
                          order_client_id: str | None, fees: Fees | None = None) -> str:
         """Sign, record, broadcast and await one call to a token contract; raise if reverted."""
-        fees = fees or suggest_fees(self.client)
-        signed = self._sign(token, data, 0, gas, self.nonces.next(), fees)
+        fees = fees or self._read(lambda: suggest_fees(self.client))
+        signed = self._sign(token, data, 0, gas, self._read(self.nonces.next), fees)
         self.ledger.record_transaction(
             env=self.env, wallet=self.address, purpose=purpose, tx_hash=signed.tx_hash,
             nonce=signed.nonce, raw_tx=signed.raw, max_fee_per_gas=fees.max_fee_per_gas,
@@ -416,8 +456,10 @@ class Executor:
             order_client_id=order_client_id,
         )
         self._broadcast(signed)
-        receipt = self.client.wait_for_receipt(signed.tx_hash,
-                                               timeout=self.settings.receipt_timeout_s)
+        receipt = self._wait_any([signed.tx_hash], self.settings.receipt_timeout_s)
+        if receipt is None:
+            raise NetworkError(f"no receipt for {purpose.value} {signed.tx_hash} within "
+                               f"{self.settings.receipt_timeout_s} s; reconcile settles it")
         self._record_receipt(signed.tx_hash, receipt)
         if int(receipt["status"], 16) != 1:
             raise ApiError(f"{purpose.value} {signed.tx_hash} reverted")
@@ -483,7 +525,8 @@ class Executor:
     def _wait_any(self, hashes: list[str], timeout: float) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout
         while True:
-            receipts = self.client.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+            receipts = self._read(lambda: self.client.batch(
+                [("eth_getTransactionReceipt", [h]) for h in hashes]))
             for receipt in receipts:
                 if receipt is not None:
                     return dict(receipt)
@@ -617,8 +660,9 @@ class Executor:
     def _reconcile_nonce(self, nonce: int, txs: list[TransactionRow]) -> ExecutionResult | None:
         # The confirmed count first: a transaction of ours mined between the two reads then
         # shows its receipt, instead of looking like a stranger that took the nonce.
-        confirmed = self.nonces.confirmed_count()
-        receipts = self.client.batch([("eth_getTransactionReceipt", [t.tx_hash]) for t in txs])
+        confirmed = self._read(self.nonces.confirmed_count)
+        receipts = self._read(lambda: self.client.batch(
+            [("eth_getTransactionReceipt", [t.tx_hash]) for t in txs]))
         mined = next((dict(r) for r in receipts if r is not None), None)
         swap_order = next((t for t in txs if t.purpose is TxPurpose.SWAP and t.order_id), None)
         order_id = self._order_client_id(swap_order) if swap_order else None
@@ -636,9 +680,11 @@ class Executor:
                                                error="nonce consumed by another transaction")
             return None
         latest = txs[-1]
-        known = self.client.batch([("eth_getTransactionByHash", [t.tx_hash]) for t in txs])
+        known = self._read(lambda: self.client.batch(
+            [("eth_getTransactionByHash", [t.tx_hash]) for t in txs]))
         if not any(known):
-            block = self.client.request("eth_getBlockByNumber", ["latest", False])
+            block = self._read(lambda: self.client.request("eth_getBlockByNumber",
+                                                           ["latest", False]))
             if latest.deadline is None or latest.deadline > int(block["timestamp"], 16):
                 # Identical bytes: same hash and nonce, so it can land at most once.
                 self._broadcast(SignedTx(latest.tx_hash, latest.raw_tx, latest.nonce))
@@ -667,7 +713,8 @@ class Executor:
         used = next((t for t in swaps if t.status in NONCE_CONSUMING_TX_STATUSES), None)
         if used is not None:
             # Its receipt is recorded but the order was not settled (process stopped between).
-            receipt = self.client.request("eth_getTransactionReceipt", [used.tx_hash])
+            receipt = self._read(lambda: self.client.request("eth_getTransactionReceipt",
+                                                             [used.tx_hash]))
             if receipt is None:
                 raise SystemFault(f"order {client_order_id}: the ledger holds a receipt for "
                                   f"{used.tx_hash}, the chain does not")
@@ -685,7 +732,7 @@ class Executor:
         """Consume ``nonce`` with a zero-value self-transfer so the stale swap can never land."""
         fees = Fees(stale.max_fee_per_gas, stale.max_priority_fee_per_gas).bumped(
             self.settings.fee_bump_pct)
-        fresh = suggest_fees(self.client)
+        fresh = self._read(lambda: suggest_fees(self.client))
         fees = Fees(max(fees.max_fee_per_gas, fresh.max_fee_per_gas),
                     max(fees.max_priority_fee_per_gas, fresh.max_priority_fee_per_gas))
         signed = self._sign(self.address, "0x", 0, CANCEL_GAS, nonce, fees)
@@ -708,7 +755,7 @@ class Executor:
     def _simulate_paper(self, plan: LegPlan, swap: SwapTx) -> ExecutionResult:
         intent = plan.intent
         try:
-            calls = self._simulate(plan, swap, intent.amount_in)
+            calls = self._read(lambda: self._simulate(plan, swap, intent.amount_in))
         except (ApiError, NetworkError) as exc:
             return self._fail(intent.client_order_id, f"paper simulation failed: {exc}")
         swap_call = calls[1]

@@ -21,9 +21,11 @@ from dexpilot.analysis.signal import Side, Signal
 from dexpilot.analysis.spread_model import MODEL as SPREAD_MODEL
 from dexpilot.analysis.spread_model import spread_signals
 from dexpilot.chain.config_audit import audit_config
+from dexpilot.chain.failover import with_failover
+from dexpilot.chain.freshness import HeadFreshness
 from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
-from dexpilot.config import AppConfig
+from dexpilot.config import AppConfig, redact_url
 from dexpilot.errors import ApiError, NetworkError, SystemFault
 from dexpilot.execution.executor import (
     ExecutionResult,
@@ -41,6 +43,7 @@ from dexpilot.ledger import (
     OrderStatus,
     SignalRow,
     TradeMode,
+    error_kind_for,
     pnl,
 )
 from dexpilot.ledger.balances import (
@@ -64,7 +67,6 @@ from dexpilot.strategy.arbitrage import CrossVenueArbitrage
 from dexpilot.strategy.base import Strategy, StrategyContext
 from dexpilot.strategy.intent import OrderIntent
 from dexpilot.strategy.statistical import StatisticalStrategy
-from dexpilot.trading.failover import with_failover
 from dexpilot.trading.pool_set import PoolSet, apply_audit, quarantine_unreadable
 from dexpilot.trading.proposal import proposal_for, traded_pools
 from dexpilot.trading.token_safety import TokenSafetyGate
@@ -97,9 +99,12 @@ class TradingRuntime:
     reference_history: V2TwapHistory = field(default_factory=V2TwapHistory)
     # The pools the start-up config audit let through; ``active_pools`` narrows them further.
     pool_set: PoolSet | None = None
+    # Whether the endpoint's head still follows the chain (stale: switch endpoint).
+    freshness: HeadFreshness = field(default_factory=HeadFreshness)
 
     def __post_init__(self) -> None:
         self.token_safety = TokenSafetyGate(self.config, self.client, self.ledger)
+        self.client.on_failover = failover_recorder(self.ledger, self.config.env)
 
     @classmethod
     def build(cls, config: AppConfig, signer: HotWallet | None, *,
@@ -111,7 +116,8 @@ class TradingRuntime:
         ledger = Ledger(config.ledger.url)
         ledger.upgrade()
         state = BotStateMachine(LedgerTransitionStore(ledger), config.env)
-        client = RpcClient(config.chain.rpc_urls, timeout=config.chain.rpc_timeout_s)
+        client = config.chain.client()
+        client.on_failover = failover_recorder(ledger, config.env)
         try:
             with_failover(client, lambda: client.verify_chain_id(config.chain.chain_id))
             # A ledger written on another chain (instance) would crash reconcile mid-cycle.
@@ -150,6 +156,7 @@ class TradingRuntime:
                                                max_fee_per_gas_cap=config.risk.max_gas_price_wei)),
             reference_feed=reference_feed_for(config), state=state,
             quote=config.token(config.strategy.quote_token), hub=hub, pool_set=pool_set,
+            freshness=HeadFreshness.for_chain(config.chain),
         )
 
     def active_pools(self) -> list[PoolRef]:
@@ -170,6 +177,18 @@ class TradingRuntime:
             self.reference_feed.close()
         self.client.close()
         self.ledger.dispose()
+
+
+def failover_recorder(ledger: Ledger, env: str) -> Callable[[str, str, Exception], None]:
+    """Every endpoint switch becomes an error row (of the kind of the error that caused it):
+    the cycle went on, and the errors view still shows which endpoint failed and how."""
+
+    def record(old_url: str, new_url: str, error: Exception) -> None:
+        ledger.record_error(env, error_kind_for(error), "rpc.failover",
+                            f"{redact_url(old_url)} failed, switched to {redact_url(new_url)}: "
+                            f"{error}")
+
+    return record
 
 
 @dataclass
@@ -193,6 +212,7 @@ class CycleReport:
     reconciled: list[ExecutionResult] = field(default_factory=list)
     step_seconds: dict[str, float] = field(default_factory=dict)
     skipped_reason: str | None = None
+    failed_step: str | None = None  # the step whose error ended the cycle
 
 
 # -- the steps --------------------------------------------------------------------------
@@ -206,8 +226,13 @@ def read_snapshot(rt: TradingRuntime) -> MarketSnapshot:
     tokens = [t.token() for t in rt.config.tokens]
     window = rt.config.risk.reference_twap_window_s
     pools = rt.active_pools()
-    snapshot = with_failover(rt.client, lambda: rt.reader.snapshot(
-        pools, tokens, [rt.config.wallets.hot], twap_window_s=window))
+
+    def fresh_snapshot() -> MarketSnapshot:
+        snap = rt.reader.snapshot(pools, tokens, [rt.config.wallets.hot], twap_window_s=window)
+        rt.freshness.check(snap.block_number, snap.block_timestamp, rt.client.url)
+        return snap
+
+    snapshot = with_failover(rt.client, fresh_snapshot)
     if snapshot.unreadable_tokens:
         # A token whose balance cannot be read is quarantined alone, its pools dropped from
         # this snapshot and (through active_pools) from the router; the others trade on.
@@ -504,7 +529,10 @@ def run_cycle(rt: TradingRuntime, cycle_id: str | None = None,
 
     ``run_step(name, function, *args)`` runs each step; the Prefect flow passes one that
     runs it as a task with that step's retry policy, so the order of steps and the state
-    handling live here once. A ``SystemFault`` from any step moves the bot to ERROR.
+    handling live here once. A ``SystemFault`` from any step moves the bot to ERROR; a
+    ``NetworkError`` or ``ApiError`` that outlived its step's retries and failover is recorded
+    (errors table, source ``cycle.<step>``) and raised: the session decides whether to go on
+    (``dexpilot.trading.session``).
     """
     report = CycleReport(cycle_id or f"c{int(time.time() * 1000)}")
     rt.state.start()
@@ -514,6 +542,10 @@ def run_cycle(rt: TradingRuntime, cycle_id: str | None = None,
         rt.state.fault(str(exc))
         rt.ledger.record_error(rt.config.env, ErrorKind.SYSTEM, "trading_cycle", str(exc))
         raise
+    except (NetworkError, ApiError) as exc:
+        rt.ledger.record_error(rt.config.env, error_kind_for(exc),
+                               f"cycle.{report.failed_step or 'unknown'}", str(exc))
+        raise
     return report
 
 
@@ -522,6 +554,9 @@ def _run_steps(rt: TradingRuntime, report: CycleReport, run_step: StepRunner) ->
         started = time.perf_counter()
         try:
             return run_step(name, function, *args)
+        except Exception:
+            report.failed_step = name
+            raise
         finally:
             report.step_seconds[name] = time.perf_counter() - started
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from dexpilot.chain.failover import with_failover
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.chain.token_probe import ProbeFailure, ProbeRequest, ProbeRoute, run_probes
 from dexpilot.config import AppConfig, VenueKind
@@ -159,7 +160,8 @@ class TokenSafetyGate:
             return {}
         requests = [request for _, request in needs]
         try:
-            reports = run_probes(self.client, self.wallet, requests, block_number)
+            reports = with_failover(self.client, lambda: run_probes(
+                self.client, self.wallet, requests, block_number))
         except (ApiError, NetworkError) as exc:
             log.warning("token-safety simulation failed: %s", exc)
             return {need.token.symbol: inconclusive(need.token, request.route.pool,

@@ -22,7 +22,8 @@ from typing import Any
 from eth_abi import decode, encode
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
-from dexpilot.chain.rpc import RpcClient
+from dexpilot.chain.failover import with_failover
+from dexpilot.chain.rpc import RevertError, RpcClient
 from dexpilot.errors import ApiError
 from dexpilot.market.pools import Q96, MarketSnapshot, PoolKind, PoolRef, V3State
 from dexpilot.money import Token
@@ -238,15 +239,23 @@ class UniswapV3Venue(Venue):
         )
 
     def _batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """One round trip; if any call fails, each call again alone, failures in place."""
+        """One round trip; if a call reverts, each call again alone, reverts in place.
+
+        An endpoint that cannot answer (no answer, an error object that is not a revert,
+        garbage) is the error policy's to handle: retried, then the next endpoint, so a
+        broken node does not look like a pool without liquidity.
+        """
+        return with_failover(self.client, lambda: self._batch_once(calls))
+
+    def _batch_once(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         try:
             return self.client.batch(calls)
-        except ApiError:
+        except RevertError:
             answers: list[Any] = []
             for method, params in calls:
                 try:
                     answers.append(self.client.request(method, params))
-                except ApiError as exc:
+                except RevertError as exc:
                     answers.append(exc)
             return answers
 
