@@ -33,7 +33,7 @@ from dexpilot.chain.simulator import MarketSimulator
 from dexpilot.config import AppConfig, PoolConfig, TokenConfig
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.market.pools import PoolKind
-from dexpilot.trading.cycle import TradingRuntime, run_cycle
+from dexpilot.trading.cycle import CycleStep, TradingRuntime, run_cycle
 from settings.files import load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -262,14 +262,14 @@ class StepProbe:
             self.trips[name] = self.client.round_trips if self.client is not None else 0
 
     def runner(self, inner: Callable[..., Any]) -> Callable[..., Any]:
-        def run_step(name: str, function: Callable[..., Any], *args: Any) -> Any:
+        def run_step(step: CycleStep, *args: Any) -> Any:
             if self.client is None and args and isinstance(args[0], TradingRuntime):
                 self.attach(args[0])  # every step takes the runtime first
-            self._mark(name)
+            self._mark(step.name)
             try:
-                return inner(name, function, *args)
+                return inner(step, *args)
             finally:
-                self._mark(f"{name}:end")
+                self._mark(f"{step.name}:end")
         return run_step
 
     def checkpoint(self, name: str) -> None:

@@ -11,11 +11,10 @@ scrape of ``/metrics`` gets its ``environment`` from the scrape config.
 
 - ``attach(rt)`` sets the RPC client's request observer (latency and errors by redacted
   endpoint, failovers) and the state machine's transition observer (bot state gauges);
-- ``step_runner(rt, run_step)`` wraps the cycle's step runner and reads each step's result
-  (signals by model, wallet value and gas balance from the snapshot, venue quote errors from
-  the routes);
-- ``observed_cycle(rt, metrics, ...)`` runs one cycle and records its outcome, step durations,
-  orders, fills, rejections, errors and the last-success timestamp.
+- ``observe_cycle(report, rt)`` / ``observe_failed_cycle(report, rt, error)`` read the typed
+  ``CycleReport`` (``dexpilot.trading.cycle.observed_cycle`` hands it over): outcome, step
+  durations, signals by model, wallet value and gas balance, venue quote errors, orders,
+  fills, rejections, errors and the last-success timestamp.
 
 This module never imports Prefect (the core rule); ``tasks/`` and ``flows/`` call it.
 """
@@ -25,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter as CountOf
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -49,7 +48,6 @@ from dexpilot.ledger import ErrorKind, ErrorRow, Ledger
 from dexpilot.state import BotState, Transition
 
 if TYPE_CHECKING:
-    from dexpilot.market.pools import MarketSnapshot
     from dexpilot.trading.cycle import CycleReport, TradingRuntime
 
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -222,52 +220,41 @@ class Metrics:
         for member in BotState:
             self.bot_state.labels(member.value).set(1 if member is state else 0)
 
-    def step_runner(self, rt: TradingRuntime,
-                    run_step: Callable[..., Any]) -> Callable[..., Any]:
-        """Wrap a cycle step runner: each step's result feeds the metrics it carries."""
-
-        def run(name: str, function: Callable[..., Any], *args: Any) -> Any:
-            result = run_step(name, function, *args)
-            with suppress(Exception):  # metrics must never break a cycle
-                self._observe_step(rt, name, result)
-            return result
-
-        return run
-
-    def _observe_step(self, rt: TradingRuntime, name: str, result: Any) -> None:
-        if name == "snapshot":
-            self.observe_snapshot(rt, result)
-        elif name == "gas_price":
-            self._gas_price_wei = int(result)
-        elif name == "signals":
-            for model, count in CountOf(s.model for s in result).items():
-                self.signals.labels(model).inc(count)
-        elif name == "route":
-            for order in result:
-                for failure in order.route.skipped if order.route is not None else ():
-                    if failure.kind != "unsupported":
-                        self.venue_errors.labels(failure.venue, failure.kind).inc()
-
-    def observe_snapshot(self, rt: TradingRuntime, snapshot: MarketSnapshot) -> None:
-        from dexpilot.execution.sweep import wallet_value_quote
-        from dexpilot.market.valuation import quote_prices
-        from dexpilot.trading.cycle import balances_by_symbol
-
-        prices = quote_prices(snapshot, rt.quote, rt.hub)
-        self._prices = prices
-        value = wallet_value_quote(balances_by_symbol(rt, snapshot),
-                                   [t.token() for t in rt.config.tokens], prices, rt.quote)
-        self.wallet_value.labels(rt.quote.symbol).set(value / 10**rt.quote.decimals)
-        self.gas_balance.set(snapshot.native_balances.get(rt.config.wallets.hot, 0))
-        self.head_stale.set(0)
-
     def observe_cycle(self, report: CycleReport, rt: TradingRuntime | None = None) -> None:
+        self._observe_report(report, rt)
+        self.cycles.labels(report.outcome).inc()
+        self.last_cycle.set(time.time())
+        if rt is not None:
+            self.observe_ledger(rt)
+
+    def observe_failed_cycle(self, report: CycleReport, rt: TradingRuntime | None = None,
+                             error: BaseException | None = None) -> None:
+        """A cycle that raised: what it got to before (its report) and its outcome ``error``;
+        a stale head everywhere sets ``dexpilot_chain_head_stale``."""
+        self._observe_report(report, rt)
+        self.cycles.labels("error").inc()
+        if isinstance(error, StaleHeadError):
+            self.head_stale.set(1)
+        if rt is not None:
+            self.observe_ledger(rt)
+
+    def _observe_report(self, report: CycleReport, rt: TradingRuntime | None) -> None:
         for step, seconds in report.step_seconds.items():
             self.step_seconds.labels(step).observe(seconds)
         self.cycle_seconds.observe(sum(report.step_seconds.values()))
-        outcome = ("skipped" if report.skipped_reason is not None
-                   else "traded" if report.executions else "idle")
-        self.cycles.labels(outcome).inc()
+        if report.market is not None:
+            self._prices = report.market.prices
+            if rt is not None:
+                self.wallet_value.labels(rt.quote.symbol).set(
+                    report.market.wallet_value_quote / 10**rt.quote.decimals)
+            self.gas_balance.set(report.market.gas_balance_wei)
+            self.head_stale.set(0)
+        if report.gas_price_wei is not None:
+            self._gas_price_wei = report.gas_price_wei
+        for model, count in report.signals_by_model.items():
+            self.signals.labels(model).inc(count)
+        for venue, kind in report.venue_failures:
+            self.venue_errors.labels(venue, kind).inc()
         self.intents.inc(report.intents)
         for rule, count in report.rejected.items():
             self.rejections.labels(rule).inc(count)
@@ -275,17 +262,6 @@ class Metrics:
             self.orders.labels(result.status.value.lower()).inc()
             if result.filled:
                 self.fills.inc()
-        self.last_cycle.set(time.time())
-        if rt is not None:
-            self.observe_ledger(rt)
-
-    def observe_failed_cycle(self, rt: TradingRuntime | None = None,
-                             error: BaseException | None = None) -> None:
-        self.cycles.labels("error").inc()
-        if isinstance(error, StaleHeadError):
-            self.head_stale.set(1)
-        if rt is not None:
-            self.observe_ledger(rt)
 
     def observe_ledger(self, rt: TradingRuntime) -> None:
         """Today's realized PnL (at the last snapshot's prices) and the error counts, read from
@@ -338,20 +314,6 @@ class Metrics:
                 labels |= set(sample.labels) - {"le"}
             out[name] = tuple(sorted(labels))
         return out
-
-
-def observed_cycle(rt: TradingRuntime, metrics: Metrics, cycle_id: str | None = None,
-                   run_step: Callable[..., Any] | None = None) -> CycleReport:
-    """``run_cycle`` with its metrics recorded (success or failure); re-raises failures."""
-    from dexpilot.trading.cycle import call_directly, run_cycle
-
-    try:
-        report = run_cycle(rt, cycle_id, metrics.step_runner(rt, run_step or call_directly))
-    except Exception as exc:
-        metrics.observe_failed_cycle(rt, exc)
-        raise
-    metrics.observe_cycle(report, rt)
-    return report
 
 
 # -- ledger queries: the errors view --------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect import flow
 
-from dexpilot.metrics import observed_cycle
+from dexpilot.trading.cycle import observed_cycle
 from settings.blocks import load_settings
 from tasks.locks import wallet_lock
 from tasks.metrics import pushed_metrics

@@ -21,7 +21,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from dexpilot.metrics import observed_cycle
+from dexpilot.trading.cycle import observed_cycle
 from dexpilot.trading.session import CycleGuard, SessionSummary
 from settings.blocks import load_settings
 from tasks.locks import wallet_lock

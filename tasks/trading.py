@@ -7,7 +7,7 @@ hash and nonce in the next cycle, never re-sent blindly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,35 +19,33 @@ from dexpilot.config import AppConfig
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.logs import register_secret
 from dexpilot.metrics import process_metrics
-from dexpilot.trading.cycle import TradingRuntime
+from dexpilot.trading.cycle import CycleStep, TradingRuntime
 from settings.blocks import load_hot_wallet_key
 from tasks.policy import NETWORK_RETRIES, NETWORK_RETRY_DELAYS, retry_on_network_errors
 
-RETRYING_STEPS = frozenset({"reconcile", "snapshot", "gas_price", "signals", "plan", "route"})
-_tasks: dict[tuple[str, Callable[..., Any]], Task[..., Any]] = {}
+_tasks: dict[CycleStep, Task[..., Any]] = {}
 
 
-def _task_for(name: str, function: Callable[..., Any]) -> Task[..., Any]:
-    key = (name, function)
-    if key not in _tasks:
-        retrying = name in RETRYING_STEPS
-        _tasks[key] = Task(
-            fn=function, name=name, cache_policy=NO_CACHE,
-            retries=NETWORK_RETRIES if retrying else 0,
-            retry_delay_seconds=NETWORK_RETRY_DELAYS if retrying else 0,
-            retry_condition_fn=retry_on_network_errors if retrying else None,
+def _task_for(step: CycleStep) -> Task[..., Any]:
+    """The step as a task with its declared retry policy (``CycleStep.retried``)."""
+    if step not in _tasks:
+        _tasks[step] = Task(
+            fn=step.function, name=step.name, cache_policy=NO_CACHE,
+            retries=NETWORK_RETRIES if step.retried else 0,
+            retry_delay_seconds=NETWORK_RETRY_DELAYS if step.retried else 0,
+            retry_condition_fn=retry_on_network_errors if step.retried else None,
         )
-    return _tasks[key]
+    return _tasks[step]
 
 
-def run_step_as_task(name: str, function: Callable[..., Any], *args: Any) -> Any:
+def run_step_as_task(step: CycleStep, *args: Any) -> Any:
     """The step runner the flows hand to ``run_cycle``.
 
     The arguments are quoted: they are in-process objects (the runtime, a snapshot of every
     pool) that Prefect would otherwise walk item by item on each call looking for futures,
     which costs more than the step itself at 200 pools.
     """
-    return _task_for(name, function)(*(quote(arg) for arg in args))
+    return _task_for(step)(*(quote(arg) for arg in args))
 
 
 @contextmanager

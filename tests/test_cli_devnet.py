@@ -12,6 +12,7 @@ from dexpilot.chain.anvil import PROJECT_ROOT
 from dexpilot_cli.main import app
 
 
+@pytest.mark.chain  # `devnet up` starts anvil
 def test_up_status_summary_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEXPILOT_DEVNET_DIR", str(tmp_path))
     # Share the deployed-market cache with the rest of the suite so nothing is redeployed.

@@ -15,7 +15,14 @@ from dexpilot.chain.reader import ChainReader
 from dexpilot.chain.rpc import RpcClient
 from dexpilot.chain.simulator import MarketSimulator
 from dexpilot.ledger import OrderStatus, TransactionRow
-from dexpilot.trading.cycle import TradingRuntime, call_directly, run_cycle
+from dexpilot.trading.cycle import (
+    GAS_PRICE,
+    RISK,
+    CycleStep,
+    TradingRuntime,
+    call_directly,
+    run_cycle,
+)
 
 pytestmark = pytest.mark.chain
 
@@ -31,11 +38,11 @@ def _base_fee_rises_after_risk(chain: RpcClient, new_base: Callable[[int, int], 
                                seen: dict[str, int]) -> Callable[..., Any]:
     """A step runner that, once risk has approved the cycle's gas price, mines a block whose
     base fee is ``new_base(approved, priority)`` (another actor's gas war)."""
-    def run(name: str, step: Callable[..., Any], *args: Any) -> Any:
-        result = call_directly(name, step, *args)
-        if name == "gas_price":
+    def run(step: CycleStep, *args: Any) -> Any:
+        result = call_directly(step, *args)
+        if step is GAS_PRICE:
             seen["approved"] = result
-        if name == "risk":
+        if step is RISK:
             priority = max(int(chain.request("eth_maxPriorityFeePerGas"), 16), 10**8)
             seen["priority"] = priority
             seen["base"] = new_base(seen["approved"], priority)

@@ -27,9 +27,9 @@ from dexpilot.errors import SystemFault
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import ErrorKind, Ledger
 from dexpilot.logs import JsonFormatter, mask, register_secret, setup_logging
-from dexpilot.metrics import METRICS, Metrics, error_counts, error_timeline, observed_cycle
+from dexpilot.metrics import METRICS, Metrics, error_counts, error_timeline
 from dexpilot.state import BotState
-from dexpilot.trading.cycle import TradingRuntime
+from dexpilot.trading.cycle import TradingRuntime, observed_cycle
 from settings.files import load_config
 from tasks.metrics import push_metrics
 from tests.fixtures.monitoring import WebhookReceiver

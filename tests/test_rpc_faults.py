@@ -33,9 +33,9 @@ from dexpilot.config import AppConfig
 from dexpilot.errors import SystemFault
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import ErrorRow, OrderRow, OrderStatus, StateTransitionRow
-from dexpilot.metrics import Metrics, observed_cycle
+from dexpilot.metrics import Metrics
 from dexpilot.state import BotState
-from dexpilot.trading.cycle import CycleReport, TradingRuntime
+from dexpilot.trading.cycle import CycleReport, TradingRuntime, observed_cycle
 from dexpilot.trading.session import CycleGuard, SessionSummary
 from tests.fakes.rpc_proxy import SEND, Fault, RpcProxy
 from tests.fixtures.chain import ANVIL_KEY_1, pending_nonce
@@ -142,6 +142,7 @@ def test_a_faulty_first_endpoint_is_left_for_the_healthy_one_and_no_order_fails(
     before, nonce0 = balances(chain, devnet), nonce_of(chain, devnet.hot_wallet)
     try:
         _inject(case, session, faulty, chain)
+        traded_before = len(session.orders())
         _gap(chain, devnet)
         started = time.monotonic()
         report = session.cycle("faulted")
@@ -151,7 +152,8 @@ def test_a_faulty_first_endpoint_is_left_for_the_healthy_one_and_no_order_fails(
         assert session.rt.client.url == healthy.url
         # (a refused connection never reaches the proxy's record)
         assert case.fault is Fault.REFUSE or faulty.faulted(case.fault)
-        assert all(o.status is OrderStatus.FILLED for o in session.orders())
+        faulted = session.orders()[traded_before:]
+        assert faulted and all(o.status is OrderStatus.FILLED for o in faulted), faulted
         switches = [e for e in session.errors() if e.source == "rpc.failover"]
         assert len(switches) == 1, session.errors()
         assert str(switches[0].kind) == case.kind

@@ -425,9 +425,10 @@ class Executor:
         ceiling = min(ceilings)
         priority = min(fresh.max_priority_fee_per_gas, ceiling)
         if fresh.base_fee_per_gas + priority > ceiling:
-            return (f"gas price rose after the risk check: the base fee is "
-                    f"{fresh.base_fee_per_gas} wei/gas, above the max fee of {ceiling} wei/gas "
-                    f"risk approved; not sent, the next cycle checks it again")
+            return (f"gas price rose after the risk check: the base fee of "
+                    f"{fresh.base_fee_per_gas} wei/gas plus the tip of {priority} wei/gas is "
+                    f"above the max fee of {ceiling} wei/gas risk approved; not sent, the next "
+                    f"cycle checks it again")
         return Fees(ceiling, priority, fresh.base_fee_per_gas)
 
     def transfer(self, token: Token, to: str, amount: int) -> str:

@@ -11,9 +11,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import select
 
@@ -36,6 +37,7 @@ from dexpilot.execution.executor import (
 )
 from dexpilot.execution.fees import suggest_fees
 from dexpilot.execution.ledger_audit import check_ledger_matches_chain
+from dexpilot.execution.sweep import wallet_value_quote
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import (
     ErrorKind,
@@ -200,8 +202,20 @@ class RoutedOrder:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MarketView:
+    """Wallet A at the cycle's snapshot, valued once: what the metrics show of it."""
+
+    prices: dict[str, float]  # whole quote tokens per whole token, by symbol
+    wallet_value_quote: int   # raw quote units, gas money excluded
+    gas_balance_wei: int
+
+
 @dataclass
 class CycleReport:
+    """What one cycle did, filled in as its steps run (so a failed cycle's report still holds
+    what it got to): the one thing the metrics, the session summary and the flows read."""
+
     cycle_id: str
     block_number: int = 0
     signals: int = 0
@@ -213,6 +227,18 @@ class CycleReport:
     step_seconds: dict[str, float] = field(default_factory=dict)
     skipped_reason: str | None = None
     failed_step: str | None = None  # the step whose error ended the cycle
+    market: MarketView | None = None
+    gas_price_wei: int | None = None
+    signals_by_model: dict[str, int] = field(default_factory=dict)
+    # Venues the router skipped because their quote failed: (venue, "network" | "api").
+    venue_failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        """``skipped``, ``traded`` or ``idle`` (a failed cycle raises instead)."""
+        if self.skipped_reason is not None:
+            return "skipped"
+        return "traded" if self.executions else "idle"
 
 
 # -- the steps --------------------------------------------------------------------------
@@ -515,26 +541,58 @@ def approved_gas_price(order: RoutedOrder) -> int | None:
     return order.proposal.gas_price_wei if order.proposal is not None else None
 
 
-StepRunner = Callable[..., Any]
+def current_gas_price(rt: TradingRuntime) -> int:
+    """The max fee per gas the cycle's transactions would offer (what the risk caps)."""
+    return with_failover(rt.client, lambda: suggest_fees(rt.client).max_fee_per_gas)
 
 
-def call_directly(name: str, step: Callable[..., Any], *args: Any) -> Any:
+@dataclass(frozen=True, slots=True)
+class CycleStep:
+    """One step of the cycle, declared once: its name (the task run's name, the metrics'
+    ``step`` label), its function, and whether a ``NetworkError`` may be retried by the
+    orchestrator. Only reads are retried; a step that writes decisions or sends transactions
+    runs once (a sent transaction is reconciled by hash and nonce, never re-sent blindly)."""
+
+    name: str
+    function: Callable[..., Any]
+    retried: bool
+
+
+RECONCILE = CycleStep("reconcile", reconcile, retried=True)
+SNAPSHOT = CycleStep("snapshot", read_snapshot, retried=True)
+BALANCES = CycleStep("balances", reconcile_balances, retried=False)
+GAS_PRICE = CycleStep("gas_price", current_gas_price, retried=True)
+SIGNALS = CycleStep("signals", generate_signals, retried=True)
+PLAN = CycleStep("plan", plan_orders, retried=True)
+ROUTE = CycleStep("route", route_orders, retried=True)
+TOKEN_SAFETY = CycleStep("token_safety", check_tokens, retried=False)
+RISK = CycleStep("risk", check_risk, retried=False)
+EXECUTE = CycleStep("execute", execute_approved, retried=False)
+CYCLE_STEPS = (RECONCILE, SNAPSHOT, BALANCES, GAS_PRICE, SIGNALS, PLAN, ROUTE, TOKEN_SAFETY,
+               RISK, EXECUTE)
+
+StepRunner = Callable[..., Any]  # (step: CycleStep, *args) -> the step's result
+
+
+def call_directly(step: CycleStep, *args: Any) -> Any:
     """The default step runner: no orchestration, just the call (tests, benchmarks)."""
-    return step(*args)
+    return step.function(*args)
 
 
 def run_cycle(rt: TradingRuntime, cycle_id: str | None = None,
-              run_step: StepRunner = call_directly) -> CycleReport:
+              run_step: StepRunner = call_directly, *,
+              report: CycleReport | None = None) -> CycleReport:
     """One whole cycle: reconcile, snapshot, signals, orders, route, risk, execute.
 
-    ``run_step(name, function, *args)`` runs each step; the Prefect flow passes one that
-    runs it as a task with that step's retry policy, so the order of steps and the state
-    handling live here once. A ``SystemFault`` from any step moves the bot to ERROR; a
-    ``NetworkError`` or ``ApiError`` that outlived its step's retries and failover is recorded
-    (errors table, source ``cycle.<step>``) and raised: the session decides whether to go on
+    ``run_step(step, *args)`` runs each ``CycleStep``; the Prefect flow passes one that runs
+    it as a task with that step's retry policy, so the order of steps and the state handling
+    live here once. The steps fill in ``report`` (a new one if none is given) as they go. A
+    ``SystemFault`` from any step moves the bot to ERROR; a ``NetworkError`` or ``ApiError``
+    that outlived its step's retries and failover is recorded (errors table, source
+    ``cycle.<step>``) and raised: the session decides whether to go on
     (``dexpilot.trading.session``).
     """
-    report = CycleReport(cycle_id or f"c{int(time.time() * 1000)}")
+    report = report if report is not None else CycleReport(cycle_id or new_cycle_id())
     rt.state.start()
     try:
         _run_steps(rt, report, run_step)
@@ -549,18 +607,22 @@ def run_cycle(rt: TradingRuntime, cycle_id: str | None = None,
     return report
 
 
+def new_cycle_id() -> str:
+    return f"c{int(time.time() * 1000)}"
+
+
 def _run_steps(rt: TradingRuntime, report: CycleReport, run_step: StepRunner) -> None:
-    def step(name: str, function: Callable[..., Any], *args: Any) -> Any:
+    def step(declared: CycleStep, *args: Any) -> Any:
         started = time.perf_counter()
         try:
-            return run_step(name, function, *args)
+            return run_step(declared, *args)
         except Exception:
-            report.failed_step = name
+            report.failed_step = declared.name
             raise
         finally:
-            report.step_seconds[name] = time.perf_counter() - started
+            report.step_seconds[declared.name] = time.perf_counter() - started
 
-    report.reconciled = step("reconcile", reconcile, rt)
+    report.reconciled = step(RECONCILE, rt)
     # A cycle runs only while its caller holds wallet A's lock (the flows take it; tests and
     # benchmarks run alone), so TRADING here was left by a trader that died holding it: what
     # it sent was settled by the reconcile just done; its TRADING ends now.
@@ -574,20 +636,25 @@ def _run_steps(rt: TradingRuntime, report: CycleReport, run_step: StepRunner) ->
     if not rt.state.may_trade():
         report.skipped_reason = f"bot is {rt.state.state.value}"
         return
-    snapshot: MarketSnapshot = step("snapshot", read_snapshot, rt)
+    snapshot: MarketSnapshot = step(SNAPSHOT, rt)
     report.block_number = snapshot.block_number
-    step("balances", reconcile_balances, rt, snapshot)
-    gas_price: int = step("gas_price", current_gas_price, rt)
-    signals = step("signals", generate_signals, rt, snapshot)
+    report.market = market_view(rt, snapshot)
+    step(BALANCES, rt, snapshot)
+    gas_price: int = step(GAS_PRICE, rt)
+    report.gas_price_wei = gas_price
+    signals: list[Signal] = step(SIGNALS, rt, snapshot)
     report.signals = len(signals)
-    intents = step("plan", plan_orders, rt, signals, snapshot, gas_price, report.cycle_id)
+    for s in signals:
+        report.signals_by_model[s.model] = report.signals_by_model.get(s.model, 0) + 1
+    intents = step(PLAN, rt, signals, snapshot, gas_price, report.cycle_id)
     report.intents = len(intents)
     if not intents:
         return
-    routed = step("route", route_orders, rt, intents, snapshot, gas_price)
-    verdicts = step("token_safety", check_tokens, rt, routed, snapshot)
-    checked: list[RoutedOrder] = step("risk", check_risk, rt, routed, snapshot, gas_price,
-                                      verdicts)
+    routed: list[RoutedOrder] = step(ROUTE, rt, intents, snapshot, gas_price)
+    report.venue_failures = [(f.venue, f.kind) for o in routed if o.route is not None
+                             for f in o.route.skipped if f.kind != "unsupported"]
+    verdicts = step(TOKEN_SAFETY, rt, routed, snapshot)
+    checked: list[RoutedOrder] = step(RISK, rt, routed, snapshot, gas_price, verdicts)
     for order in checked:
         if order.decision is not None and order.decision.approved:
             report.approved += 1
@@ -602,11 +669,37 @@ def _run_steps(rt: TradingRuntime, report: CycleReport, run_step: StepRunner) ->
         return
     rt.state.begin_trading(f"cycle {report.cycle_id}: {report.approved} orders")
     try:
-        report.executions = step("execute", execute_approved, rt, checked, snapshot)
+        report.executions = step(EXECUTE, rt, checked, snapshot)
     finally:
         rt.state.end_trading()
 
 
-def current_gas_price(rt: TradingRuntime) -> int:
-    """The max fee per gas the cycle's transactions would offer (what the risk caps)."""
-    return with_failover(rt.client, lambda: suggest_fees(rt.client).max_fee_per_gas)
+def market_view(rt: TradingRuntime, snapshot: MarketSnapshot) -> MarketView:
+    prices = quote_prices(snapshot, rt.quote, rt.hub)
+    value = wallet_value_quote(balances_by_symbol(rt, snapshot),
+                               [t.token() for t in rt.config.tokens], prices, rt.quote)
+    return MarketView(prices, value, snapshot.native_balances.get(rt.config.wallets.hot, 0))
+
+
+class CycleObserver(Protocol):
+    """What watches cycles (``dexpilot.metrics.Metrics``): it reads the report, nothing else."""
+
+    def observe_cycle(self, report: CycleReport, rt: TradingRuntime) -> None: ...
+
+    def observe_failed_cycle(self, report: CycleReport, rt: TradingRuntime,
+                             error: BaseException) -> None: ...
+
+
+def observed_cycle(rt: TradingRuntime, observer: CycleObserver, cycle_id: str | None = None,
+                   run_step: StepRunner = call_directly) -> CycleReport:
+    """``run_cycle`` with its report handed to ``observer``, on success and on failure (with
+    whatever the failed cycle got to); re-raises failures."""
+    report = CycleReport(cycle_id or new_cycle_id())
+    try:
+        run_cycle(rt, run_step=run_step, report=report)
+    except Exception as exc:
+        with suppress(Exception):  # observing must never hide the cycle's own error
+            observer.observe_failed_cycle(report, rt, exc)
+        raise
+    observer.observe_cycle(report, rt)
+    return report
