@@ -27,10 +27,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from typing import Literal
 
-from sqlmodel import col, select
-
 from dexpilot.errors import ConfigError, DexpilotError
-from dexpilot.ledger import Ledger, StateTransitionRow
 from dexpilot.state import BotState, BotStateMachine, Transition, TransitionRefused
 
 Action = Literal["pause", "resume", "stop"]
@@ -169,16 +166,3 @@ def _resume(machine: BotStateMachine, reason: str, actor: str) -> Transition:
             "stop` or `state pause` recover it, and so does the next trading session."
         )
     return machine.transition(BotState.RUNNING, reason=reason, actor=actor)
-
-
-def recent_transitions(ledger: Ledger, env: str, limit: int = 10) -> list[StateTransitionRow]:
-    """The last ``limit`` transitions of ``env``, oldest first."""
-    statement = (
-        select(StateTransitionRow)
-        .where(StateTransitionRow.env == env)
-        .order_by(col(StateTransitionRow.id).desc())
-        .limit(limit)
-    )
-    with ledger.session(write=False) as session:
-        rows = list(session.exec(statement).all())
-    return rows[::-1]

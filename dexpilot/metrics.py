@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter as CountOf
 from collections.abc import Iterable
 from contextlib import suppress
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -39,12 +37,11 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlmodel import func, select
 
 from dexpilot.chain.freshness import StaleHeadError
 from dexpilot.config import redact_url
 from dexpilot.errors import ApiError, NetworkError
-from dexpilot.ledger import ErrorKind, ErrorRow, Ledger
+from dexpilot.ledger import ErrorKind, Ledger, views
 from dexpilot.state import BotState, Transition
 
 if TYPE_CHECKING:
@@ -278,7 +275,7 @@ class Metrics:
 
     def observe_ledger_errors(self, ledger: Ledger, env: str) -> None:
         counts = {kind.value: 0 for kind in ErrorKind}
-        for kind, by_source in error_counts(ledger, env).items():
+        for kind, by_source in views.error_counts(ledger, env).items():
             counts[kind] = sum(by_source.values())
         self._errors.counts = counts
 
@@ -314,42 +311,6 @@ class Metrics:
                 labels |= set(sample.labels) - {"le"}
             out[name] = tuple(sorted(labels))
         return out
-
-
-# -- ledger queries: the errors view --------------------------------------------------------
-def error_counts(ledger: Ledger, env: str | None = None, *, since: datetime | None = None
-                 ) -> dict[str, dict[str, int]]:
-    """Errors by kind and source: ``{kind: {source: count}}`` (optionally since a time)."""
-    statement = select(ErrorRow.kind, ErrorRow.source, func.count()).group_by(
-        ErrorRow.kind, ErrorRow.source)
-    if env is not None:
-        statement = statement.where(ErrorRow.env == env)
-    if since is not None:
-        statement = statement.where(ErrorRow.created_at >= since)
-    out: dict[str, dict[str, int]] = {}
-    with ledger.session(write=False) as session:
-        for kind, source, count in session.exec(statement).all():
-            out.setdefault(str(getattr(kind, "value", kind)), {})[source] = int(count)
-    return out
-
-
-def error_timeline(ledger: Ledger, env: str | None = None, *, bucket_s: int = 3600,
-                   since: datetime | None = None) -> list[tuple[datetime, str, int]]:
-    """The ``errors`` view: ``(bucket start (UTC), kind, count)`` rows, oldest first."""
-    if bucket_s <= 0:
-        raise ValueError("bucket_s must be > 0")
-    statement = select(ErrorRow.created_at, ErrorRow.kind)
-    if env is not None:
-        statement = statement.where(ErrorRow.env == env)
-    if since is not None:
-        statement = statement.where(ErrorRow.created_at >= since)
-    buckets: CountOf[tuple[datetime, str]] = CountOf()
-    with ledger.session(write=False) as session:
-        for created_at, kind in session.exec(statement).all():
-            at = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
-            start = int(at.timestamp()) // bucket_s * bucket_s
-            buckets[(datetime.fromtimestamp(start, UTC), str(getattr(kind, "value", kind)))] += 1
-    return [(at, kind, count) for (at, kind), count in sorted(buckets.items())]
 
 
 _process: dict[str, Metrics] = {}

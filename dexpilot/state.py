@@ -23,13 +23,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import text
-from sqlmodel import col, select
-from sqlmodel.sql.expression import SelectOfScalar
-
 from dexpilot.errors import DexpilotError
 from dexpilot.ledger import Ledger, StateTransitionRow
-from dexpilot.ledger import checks as ledger_checks
 
 
 class BotState(StrEnum):
@@ -175,34 +170,18 @@ class LedgerTransitionStore:
         self.ledger = ledger
 
     def latest_transition(self, env: str) -> Transition | None:
-        with self.ledger.session(write=False) as session:
-            row = session.exec(_latest(env)).first()
+        row = self.ledger.latest_transition(env)
         return _transition(row) if row is not None else None
 
     def append_transition(self, transition: Transition) -> None:
-        with self.ledger.session() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-                                {"key": f"dexpilot-state-{transition.env}"})
-            row = session.exec(_latest(transition.env)).first()
-            current = BotState(row.to_state) if row is not None else BotState.INIT
-            if current is not transition.from_state:
-                raise TransitionRefused(
-                    f"{transition.env}: the state changed to {current.value} meanwhile; "
-                    f"{transition.from_state.value} -> {transition.to_state.value} not applied"
-                )
-            session.add(StateTransitionRow(
-                created_at=ledger_checks.aware(transition.at, "at"),
-                env=ledger_checks.env(transition.env),
-                from_state=transition.from_state.value, to_state=transition.to_state.value,
-                reason=ledger_checks.text_field(transition.reason, "reason"),
-                actor=ledger_checks.name(transition.actor, "actor"),
-            ))
-
-
-def _latest(env: str) -> SelectOfScalar[StateTransitionRow]:
-    return (select(StateTransitionRow).where(StateTransitionRow.env == env)
-            .order_by(col(StateTransitionRow.id).desc()).limit(1))
+        current = self.ledger.record_transition_if_current(
+            transition.env, transition.from_state.value, transition.to_state.value,
+            reason=transition.reason, actor=transition.actor, created_at=transition.at)
+        if current != transition.from_state.value:
+            raise TransitionRefused(
+                f"{transition.env}: the state changed to {current} meanwhile; "
+                f"{transition.from_state.value} -> {transition.to_state.value} not applied"
+            )
 
 
 def _transition(row: StateTransitionRow) -> Transition:

@@ -30,10 +30,10 @@ from dexpilot.control import (
     Action,
     WalletClaim,
     apply_action,
-    recent_transitions,
 )
 from dexpilot.errors import DexpilotError
 from dexpilot.ledger import Ledger, StateTransitionRow
+from dexpilot.ledger.views import recent_transitions
 from dexpilot.state import (
     RECOVERY_ACTOR,
     BotState,

@@ -18,9 +18,9 @@ from dexpilot.control import (
     DEFAULT_WAIT_S,
     Action,
     apply_action,
-    recent_transitions,
 )
 from dexpilot.ledger import Ledger, StateTransitionRow
+from dexpilot.ledger.views import recent_transitions
 from dexpilot.state import BotStateMachine, LedgerTransitionStore
 from tasks.locks import wallet_lock
 

@@ -30,13 +30,12 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import ArtifactSort
 from prefect.deployments import run_deployment
-from sqlmodel import select
 
 from dexpilot.chain.anvil import PROJECT_ROOT
 from dexpilot.chain.devnet import start_market
 from dexpilot.config import AppConfig
 from dexpilot.errors import ConfigError
-from dexpilot.ledger import ErrorRow, Ledger, OrderRow
+from dexpilot.ledger import Ledger, views
 from dexpilot.promotion import (
     BacktestFailed,
     BacktestThresholds,
@@ -161,11 +160,10 @@ def session_evidence(flow_run: Any, config: AppConfig, min_cycles: int) -> Sessi
     ledger = Ledger(config.ledger.url)
     try:
         ledger.upgrade()
-        with ledger.session(write=False) as session:
-            errors = [f"{e.source}: {e.message}" for e in session.exec(select(ErrorRow)).all()]
-            orders = [SessionOrder(o.client_order_id, o.token_in, o.token_out, o.amount_in,
-                                   o.expected_amount_out, o.min_amount_out, str(o.status))
-                      for o in session.exec(select(OrderRow)).all()]
+        errors = [f"{e.source}: {e.message}" for e in views.errors(ledger)]
+        orders = [SessionOrder(o.client_order_id, o.token_in, o.token_out, o.amount_in,
+                               o.expected_amount_out, o.min_amount_out, str(o.status))
+                  for o in views.orders(ledger)]
         store = LedgerTransitionStore(ledger)
         bot_state = BotStateMachine(store, config.env).state.value
     finally:

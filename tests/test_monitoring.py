@@ -26,8 +26,9 @@ from dexpilot.config import AppConfig
 from dexpilot.errors import SystemFault
 from dexpilot.execution.wallet import HotWallet
 from dexpilot.ledger import ErrorKind, Ledger
+from dexpilot.ledger.views import error_counts, error_timeline
 from dexpilot.logs import JsonFormatter, mask, register_secret, setup_logging
-from dexpilot.metrics import METRICS, Metrics, error_counts, error_timeline
+from dexpilot.metrics import METRICS, Metrics
 from dexpilot.state import BotState
 from dexpilot.trading.cycle import TradingRuntime, observed_cycle
 from settings.files import load_config

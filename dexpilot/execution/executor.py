@@ -746,10 +746,7 @@ class Executor:
         self._broadcast(signed)
 
     def _order_client_id(self, tx: TransactionRow) -> str | None:
-        if tx.order_id is None:
-            return None
-        with self.ledger.session(write=False) as session:
-            order = session.get(OrderRow, tx.order_id)
+        order = self.ledger.order_of(tx)
         return order.client_order_id if order is not None else None
 
     # -- paper ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, func
+from sqlalchemy import Engine, create_engine, event, func, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -32,6 +32,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from dexpilot.errors import (
     ApiError,
@@ -426,6 +427,14 @@ class Ledger:
                 select(OrderRow).where(OrderRow.client_order_id == client_order_id)
             ).first()
 
+    def order_of(self, tx: TransactionRow) -> OrderRow | None:
+        """The order a transaction was signed for (``None`` for approvals without one,
+        cancels and sweeps)."""
+        if tx.order_id is None:
+            return None
+        with self.session(write=False) as session:
+            return session.get(OrderRow, tx.order_id)
+
     def fills_for(self, client_order_id: str) -> list[FillRow]:
         with self.session(write=False) as session:
             statement = (
@@ -696,6 +705,36 @@ class Ledger:
             session.add(row)
         return row
 
+    def record_transition_if_current(
+        self, env: str, from_state: str | Enum, to_state: str | Enum, *, reason: str,
+        actor: str, created_at: datetime | None = None,
+    ) -> str:
+        """Store a state change only if the latest stored state is still ``from_state``
+        (compare-and-set, in one write transaction: SQLite takes its write lock at BEGIN,
+        PostgreSQL an advisory lock per environment). Returns the state found: the change
+        was stored exactly when it equals ``from_state``."""
+        row = StateTransitionRow(
+            created_at=checks.aware(created_at, "created_at") if created_at else utc_now(),
+            env=checks.env(env),
+            from_state=checks.state(from_state, "from_state"),
+            to_state=checks.state(to_state, "to_state"),
+            reason=checks.text_field(reason, "reason"),
+            actor=checks.name(actor, "actor"),
+        )
+        with self.session() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                                {"key": f"dexpilot-state-{row.env}"})
+            latest = session.exec(_latest_transition(row.env)).first()
+            current = latest.to_state if latest is not None else "INIT"
+            if current == row.from_state:
+                session.add(row)
+            return current
+
+    def latest_transition(self, env: str) -> StateTransitionRow | None:
+        with self.session(write=False) as session:
+            return session.exec(_latest_transition(checks.env(env))).first()
+
     def latest_state(self, env: str) -> str | None:
         """The state the last stored transition of ``env`` went to; None if there is none."""
         # Insertion order, not the timestamp: clocks of different hosts can disagree.
@@ -918,6 +957,12 @@ def alembic_config(url: str | None = None) -> Config:
         # ConfigParser interpolation would read a "%" in a URL-encoded password.
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def _latest_transition(env: str) -> SelectOfScalar[StateTransitionRow]:
+    # Insertion order, not the timestamp: clocks of different hosts can disagree.
+    return (select(StateTransitionRow).where(StateTransitionRow.env == env)
+            .order_by(col(StateTransitionRow.id).desc()).limit(1))
 
 
 def head_revision() -> str | None:

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlmodel import select
-
 from dexpilot.analysis.signal import Side, Signal
 from dexpilot.analysis.spread_model import MODEL as SPREAD_MODEL
 from dexpilot.analysis.spread_model import spread_signals
@@ -47,6 +45,7 @@ from dexpilot.ledger import (
     TradeMode,
     error_kind_for,
     pnl,
+    views,
 )
 from dexpilot.ledger.balances import (
     NATIVE_TOKEN,
@@ -331,9 +330,7 @@ def generate_signals(rt: TradingRuntime, snapshot: MarketSnapshot) -> list[Signa
 def fresh_model_signals(ledger: Ledger, now: datetime,
                         window: timedelta = timedelta(hours=1)) -> list[Signal]:
     """Stored signals of the candle models whose horizon has not yet passed at ``now``."""
-    with ledger.session(write=False) as session:
-        rows = session.exec(select(SignalRow).where(
-            SignalRow.created_at >= now - window, SignalRow.model != SPREAD_MODEL)).all()
+    rows = views.signals_since(ledger, now - window, except_model=SPREAD_MODEL)
     live = []
     for row in rows:
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
