@@ -693,14 +693,7 @@ class Ledger:
         created_at: datetime | None = None,
     ) -> StateTransitionRow:
         """Store one bot state change. Which changes are legal is ``dexpilot.state``'s rule."""
-        row = StateTransitionRow(
-            created_at=checks.aware(created_at, "created_at") if created_at else utc_now(),
-            env=checks.env(env),
-            from_state=checks.state(from_state, "from_state"),
-            to_state=checks.state(to_state, "to_state"),
-            reason=checks.text_field(reason, "reason"),
-            actor=checks.name(actor, "actor"),
-        )
+        row = _transition_row(env, from_state, to_state, reason, actor, created_at)
         with self.session() as session:
             session.add(row)
         return row
@@ -713,14 +706,7 @@ class Ledger:
         (compare-and-set, in one write transaction: SQLite takes its write lock at BEGIN,
         PostgreSQL an advisory lock per environment). Returns the state found: the change
         was stored exactly when it equals ``from_state``."""
-        row = StateTransitionRow(
-            created_at=checks.aware(created_at, "created_at") if created_at else utc_now(),
-            env=checks.env(env),
-            from_state=checks.state(from_state, "from_state"),
-            to_state=checks.state(to_state, "to_state"),
-            reason=checks.text_field(reason, "reason"),
-            actor=checks.name(actor, "actor"),
-        )
+        row = _transition_row(env, from_state, to_state, reason, actor, created_at)
         with self.session() as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
@@ -957,6 +943,18 @@ def alembic_config(url: str | None = None) -> Config:
         # ConfigParser interpolation would read a "%" in a URL-encoded password.
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def _transition_row(env: str, from_state: str | Enum, to_state: str | Enum, reason: str,
+                    actor: str, created_at: datetime | None) -> StateTransitionRow:
+    return StateTransitionRow(
+        created_at=checks.aware(created_at, "created_at") if created_at else utc_now(),
+        env=checks.env(env),
+        from_state=checks.state(from_state, "from_state"),
+        to_state=checks.state(to_state, "to_state"),
+        reason=checks.text_field(reason, "reason"),
+        actor=checks.name(actor, "actor"),
+    )
 
 
 def _latest_transition(env: str) -> SelectOfScalar[StateTransitionRow]:
