@@ -299,7 +299,8 @@ class Executor:
         })
 
     def _read(self, call: Callable[[], T]) -> T:
-        """A read (or simulation) under the error policy: retried, then failed over."""
+        """An idempotent call (a read, a simulation, re-sending signed bytes) under the error
+        policy: retried, then failed over."""
         return with_failover(self.client, call)
 
     def _prepare(self, plan: LegPlan, swap: SwapTx) -> tuple[int | None, str | None, Fees | str]:
@@ -326,7 +327,7 @@ class Executor:
                     return
                 raise
 
-        with_failover(self.client, send)
+        self._read(send)
         self.ledger.update_transaction(signed.tx_hash, TxStatus.SENT)
 
     def _node_knows(self, tx_hash: str) -> bool:
